@@ -1,0 +1,1 @@
+"""The Concur domain: notification model, XML parsing, host policy. Framework-free."""

@@ -1,0 +1,104 @@
+"""Which URLs may carry a traveller's token: the only hosts we ever fetch from are Concur's.
+
+A notification's ObjectURI is attacker-controlled input as far as we know; if we fetched whatever it
+named we would hand a live OAuth token to any host. So a URI must use the base URL's scheme rules, the
+default port, no user-info, and a host that is the base URL's host or matches an allowed pattern.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from concur_postback.errors import InvalidPostback
+
+# Trip ids seen in Concur's docs: letters, digits and `$` (e.g. gWu9dRi$pEjxZkYtp0lWbN5gQ...).
+TRIP_ID_RE = re.compile(r"^[A-Za-z0-9$_.~-]{1,128}$")
+_TRIP_PATH_RE = re.compile(r"^/api/travel/trip/v1\.[01]/([^/?#]+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Allowed scheme(s), host and patterns for URLs that will receive a token."""
+
+    base_host: str
+    base_port: int
+    allow_http: bool
+    patterns: tuple[str, ...]
+
+    @classmethod
+    def from_base_url(cls, base_url: str, extra_patterns: Iterable[str]) -> HostPolicy:
+        base = urlsplit(base_url)
+        host = (base.hostname or "").lower()
+        allow_http = base.scheme == "http"
+        return cls(
+            base_host=host,
+            base_port=_port(base),
+            allow_http=allow_http,
+            patterns=tuple(p.strip().lower() for p in extra_patterns if p.strip()),
+        )
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if host == self.base_host:
+            return True
+        if _is_ip_literal(host) and host not in self.patterns:
+            return False  # a wildcard never admits an IP address; list it exactly if you mean it
+        return any(fnmatchcase(host, pattern) for pattern in self.patterns)
+
+    def check_url(self, url: str) -> SplitResult:
+        """Return the parsed URL if a token may be sent to it, else raise InvalidPostback."""
+        if len(url) > 2048 or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+            raise InvalidPostback("invalid_object_uri", "ObjectURI is not a plain URL")
+        try:
+            parts = urlsplit(url)
+            port = _port(parts)
+        except ValueError as exc:
+            raise InvalidPostback("invalid_object_uri", "ObjectURI is not a valid URL") from exc
+        allowed_schemes = ("https", "http") if self.allow_http else ("https",)
+        if parts.scheme.lower() not in allowed_schemes:
+            raise InvalidPostback("object_uri_not_allowed", f"ObjectURI scheme must be {allowed_schemes[0]}")
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise InvalidPostback("object_uri_not_allowed", "ObjectURI must not carry user info")
+        if not parts.hostname or not self.host_allowed(parts.hostname):
+            raise InvalidPostback("object_uri_not_allowed", "ObjectURI host is not an allowed Concur host")
+        expected_port = self.base_port if parts.hostname.lower() == self.base_host else 443
+        if parts.scheme.lower() == "http" and parts.hostname.lower() != self.base_host:
+            expected_port = 80
+        if port != expected_port:
+            raise InvalidPostback("object_uri_not_allowed", "ObjectURI port is not allowed")
+        return parts
+
+    def trip_id_from_uri(self, url: str) -> str:
+        """Validate a trip ObjectURI and return the trip id it names."""
+        parts = self.check_url(url)
+        if parts.query or parts.fragment:
+            raise InvalidPostback("invalid_object_uri", "ObjectURI must not have a query or fragment")
+        match = _TRIP_PATH_RE.match(parts.path)
+        if match is None:
+            raise InvalidPostback(
+                "invalid_object_uri", "ObjectURI is not a trip URI (/api/travel/trip/v1.1/ID)"
+            )
+        trip_id = unquote(match.group(1))
+        if not TRIP_ID_RE.match(trip_id):
+            raise InvalidPostback("invalid_object_uri", "ObjectURI names an invalid trip id")
+        return trip_id
+
+
+def _port(parts: SplitResult) -> int:
+    port = parts.port  # raises ValueError when out of range or not a number
+    if port is not None:
+        return port
+    return 443 if parts.scheme.lower() == "https" else 80
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

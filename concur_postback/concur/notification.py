@@ -1,0 +1,179 @@
+"""What Concur posts to the postback URL, validated into typed values.
+
+`POST <postback>?type=Itinerary|FOP|Profile&oauth_token_key=<token>[&userid_type=login&userid_value=<id>]`
+with a `<Notification>` body for itineraries. Everything here is pure: bytes in, values or
+InvalidPostback out, so the web tier, the workers and the tests share one definition of "valid".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from urllib.parse import parse_qsl
+
+from concur_postback.concur.hosts import TRIP_ID_RE, HostPolicy
+from concur_postback.concur.xml import child_texts, local_name, parse_document
+from concur_postback.errors import InvalidPostback
+
+_TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")  # visible ASCII, no spaces
+_USERID_VALUE_MAX = 255
+_USERID_TYPES = {"login": "login", "login_id": "login", "xmlsyncid": "xmlsyncid"}
+_KNOWN_PARAMS = ("type", "oauth_token_key", "userid_type", "userid_value")
+
+
+class Kind(StrEnum):
+    ITINERARY = "itinerary"
+    FOP = "fop"
+    PROFILE = "profile"
+
+
+class EventType(StrEnum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    CANCEL = "CANCEL"
+
+
+@dataclass(frozen=True)
+class OAuthToken:
+    """A live credential. Its repr and str show only the last four characters."""
+
+    value: str = field(repr=False)
+
+    @property
+    def masked(self) -> str:
+        return mask(self.value)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"OAuthToken({self.masked})"
+
+
+@dataclass(frozen=True)
+class ItineraryNotification:
+    """The `<Notification>` body of an itinerary postback."""
+
+    object_uri: str
+    trip_id: str
+    event_type: EventType
+    event_time: str | None  # ISO 8601 as Concur sent it (no zone in the docs), normalised
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Postback:
+    """One validated postback: what the worker needs to fetch the changed object."""
+
+    kind: Kind
+    token: OAuthToken
+    userid_type: str | None = None
+    userid_value: str | None = None
+    itinerary: ItineraryNotification | None = None
+
+
+def mask(secret: str) -> str:
+    """Mask a secret to its last four characters (the project-wide rule for tokens and card numbers)."""
+    return "****" + secret[-4:] if len(secret) > 8 else "****"
+
+
+def parse_query(query_string: bytes) -> dict[str, str]:
+    """Return the known parameters, refusing duplicates (a smuggling vector) and bad encodings."""
+    try:
+        text = query_string.decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidPostback("invalid_query", "query string cannot be decoded") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key not in _KNOWN_PARAMS:
+            continue
+        if key in params:
+            raise InvalidPostback("duplicate_parameter", f"parameter {key} appears more than once")
+        params[key] = value
+    return params
+
+
+def parse_postback(query_string: bytes, body: bytes, policy: HostPolicy) -> Postback:
+    """Validate a postback's query string and body; raise InvalidPostback with a stable code."""
+    params = parse_query(query_string)
+    kind = _kind(params.get("type"))
+    raw_token = params.get("oauth_token_key")
+    if not raw_token:
+        raise InvalidPostback("missing_token", "oauth_token_key is required")
+    if not _TOKEN_RE.match(raw_token):
+        raise InvalidPostback("invalid_token", "oauth_token_key has characters or a length not allowed")
+    userid_type, userid_value = _company_user(params.get("userid_type"), params.get("userid_value"))
+    itinerary = parse_itinerary_notification(body, policy) if kind is Kind.ITINERARY else None
+    return Postback(kind, OAuthToken(raw_token), userid_type, userid_value, itinerary)
+
+
+def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNotification:
+    root = parse_document(body)
+    if local_name(root) != "Notification":
+        raise InvalidPostback(
+            "unexpected_document", f"expected <Notification>, got <{local_name(root)[:64]}>"
+        )
+    fields = {name: values[0] for name, values in child_texts(root).items()}
+    object_type = fields.get("ObjectType")
+    if object_type is not None and object_type.upper() != "ITINERARY":
+        raise InvalidPostback("object_type_mismatch", "ObjectType must be ITINERARY for type=Itinerary")
+    object_uri = fields.get("ObjectURI")
+    if not object_uri:
+        raise InvalidPostback("missing_field", "ObjectURI is required")
+    uri_trip_id = policy.trip_id_from_uri(object_uri)
+    trip_id = fields.get("TripId") or uri_trip_id
+    if trip_id != uri_trip_id:
+        raise InvalidPostback("trip_id_mismatch", "TripId does not match the trip in ObjectURI")
+    if not TRIP_ID_RE.match(trip_id):
+        raise InvalidPostback("invalid_trip_id", "TripId has characters or a length not allowed")
+    return ItineraryNotification(
+        object_uri=object_uri,
+        trip_id=trip_id,
+        event_type=_event_type(fields.get("EventType")),
+        event_time=_event_time(fields.get("EventDateTime")),
+        context=(fields.get("Context") or None),
+    )
+
+
+def _kind(value: str | None) -> Kind:
+    if not value:
+        raise InvalidPostback("missing_type", "type is required (Itinerary, FOP or Profile)")
+    try:
+        return Kind(value.lower())
+    except ValueError:
+        raise InvalidPostback("invalid_type", "type must be Itinerary, FOP or Profile") from None
+
+
+def _company_user(userid_type: str | None, userid_value: str | None) -> tuple[str | None, str | None]:
+    if not userid_type and not userid_value:
+        return None, None
+    if not userid_type or not userid_value:
+        raise InvalidPostback("incomplete_user", "userid_type and userid_value must be given together")
+    normalised = _USERID_TYPES.get(userid_type.lower())
+    if normalised is None:
+        raise InvalidPostback("invalid_userid_type", "userid_type must be login or xmlsyncid")
+    if len(userid_value) > _USERID_VALUE_MAX or not userid_value.isprintable():
+        raise InvalidPostback("invalid_userid_value", "userid_value is too long or not printable")
+    return normalised, userid_value
+
+
+def _event_type(value: str | None) -> EventType:
+    if not value:
+        raise InvalidPostback("missing_field", "EventType is required")
+    try:
+        return EventType(value.upper())
+    except ValueError:
+        raise InvalidPostback("invalid_event_type", "EventType must be CREATE, UPDATE or CANCEL") from None
+
+
+def _event_time(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidPostback("invalid_event_time", "EventDateTime is not an ISO 8601 date-time") from None

@@ -1,0 +1,84 @@
+"""Every setting, read from the environment in one place.
+
+Names are the environment variables (case-insensitive); README.md documents each one. Values are
+validated at start-up so a typo fails loudly instead of at the first notification.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from concur_postback.concur.hosts import HostPolicy
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(",", " ").split() if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True, extra="ignore")
+
+    redis_url: str | None = None
+    concur_base_url: str = "https://us.api.concursolutions.com"
+    concur_allowed_hosts: Annotated[list[str], NoDecode] = Field(default=["*.concursolutions.com"])
+    postback_secret: SecretStr | None = None
+    token_encryption_key: SecretStr | None = None
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    data_dir: Path = Path(".concur-postback")
+
+    token_ttl_seconds: int = Field(default=3 * 24 * 3600, ge=60)
+    dedup_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    coalesce_window_seconds: int = Field(default=300, ge=1)
+
+    queue_name: str = Field(default="concur-postback", pattern=r"^[A-Za-z0-9_.:-]+$")
+    pump_batch_size: int = Field(default=100, ge=1, le=1000)
+    job_timeout_seconds: int = Field(default=60, ge=5)
+    ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    retry_after_seconds: int = Field(default=5, ge=1)
+
+    @field_validator("concur_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("concur_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://us.api.concursolutions.com")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @cached_property
+    def host_policy(self) -> HostPolicy:
+        return HostPolicy.from_base_url(self.concur_base_url, self.concur_allowed_hosts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; keyword overrides win (used by the CLI and the tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

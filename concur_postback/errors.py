@@ -1,0 +1,39 @@
+"""The project's error hierarchy.
+
+Messages never contain a token or any other request secret: they are shown to callers and logged.
+"""
+
+from __future__ import annotations
+
+
+class ConcurPostbackError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(ConcurPostbackError):
+    """A setting is missing or contradicts another; raised at start-up."""
+
+
+class InvalidPostback(ConcurPostbackError):
+    """A postback that must be refused with 400. ``code`` is stable and machine-readable."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class PayloadTooLarge(ConcurPostbackError):
+    """The body exceeds the configured limit; refused with 413 before it is parsed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+
+
+class StoreUnavailable(ConcurPostbackError):
+    """Redis could not durably take a notification; refused with 503 so Concur retries."""
+
+
+class TokenDecryptionError(ConcurPostbackError):
+    """A stored token cannot be decrypted (wrong TOKEN_ENCRYPTION_KEY, or expired)."""

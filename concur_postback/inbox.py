@@ -1,0 +1,147 @@
+"""The durable inbox in Redis: what the web tier writes before it says 200, and what the pump reads.
+
+Per accepted notification, one Lua script call does, atomically:
+
+* ``SET <dedup key> <id> NX EX`` — the duplicate check; a redelivery stops here;
+* ``SET cp:n:<id> <record> EX <TOKEN_TTL>`` — the record, with the token Fernet-encrypted;
+* ``RPUSH cp:inbox <id>`` — the hand-off to the pump, which turns ids into RQ jobs in batches;
+* ``ZADD cp:pending <received ms> <id>`` — what `status` counts until a worker has processed it.
+
+The web tier sends many such calls in one pipelined round trip (group commit), which is what keeps
+the ack path cheap; RQ's expensive job construction happens later, off the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+
+import orjson
+
+from concur_postback.concur.notification import Kind, Postback
+from concur_postback.config import Settings
+from concur_postback.tokens import TokenVault
+
+PREFIX = "cp:"
+INBOX_KEY = PREFIX + "inbox"
+PUMPING_KEY = PREFIX + "pumping"
+PENDING_KEY = PREFIX + "pending"
+PUMP_LOCK_KEY = PREFIX + "pump:lock"
+RECORD_PREFIX = PREFIX + "n:"
+SEEN_PREFIX = PREFIX + "seen:"
+COALESCE_PREFIX = PREFIX + "coalesce:"
+
+INGEST_SCRIPT = """
+local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3])
+if not first then
+  return {0, redis.call('GET', KEYS[1]) or ''}
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+return {1, ARGV[1]}
+"""
+INGEST_SCRIPT_SHA = hashlib.sha1(INGEST_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored notification. ``token`` is the Fernet ciphertext, never the token itself."""
+
+    id: str
+    kind: Kind
+    token: str
+    subject: str
+    dedup_key: str
+    received_ms: int
+    request_id: str | None = None
+    userid_type: str | None = None
+    userid_value: str | None = None
+    object_uri: str | None = None
+    trip_id: str | None = None
+    event_type: str | None = None
+    event_time: str | None = None
+    context: str | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Record:
+        fields = orjson.loads(data)
+        fields["kind"] = Kind(fields["kind"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class IngestCall:
+    """The keys and arguments of one ingest-script call."""
+
+    keys: tuple[str, str, str, str]
+    args: tuple[str, bytes, int, int, int]
+
+
+def new_id(now_ms: int) -> str:
+    """Time-ordered, unguessable id; also valid as an RQ job id ([A-Za-z0-9_-])."""
+    return f"{now_ms:012x}{secrets.token_hex(8)}"
+
+
+def dedup_key(postback: Postback, subject: str) -> tuple[str, bool]:
+    """Return (key, is_exact) identifying "the same notification" for redeliveries.
+
+    An itinerary notification names its change: kind, subject, trip, event type and the event's time.
+    A redelivery carries the same five, so the key is kept for DEDUP_TTL and a repeat is dropped.
+    FOP and Profile notifications (and itineraries without EventDateTime) name no change, only "this
+    traveller's data changed"; those are *coalesced*: repeats within COALESCE_WINDOW are dropped,
+    because one fetch will read the latest state anyway. A worker clears the key when it starts to
+    fetch, so a change that lands after the fetch began is queued again rather than lost.
+    """
+    parts = [postback.kind.value, subject]
+    note = postback.itinerary
+    if note is not None:
+        parts += [note.trip_id, note.event_type.value]
+        if note.event_time is not None:
+            parts.append(note.event_time)
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+    exact = note is not None and note.event_time is not None
+    return (SEEN_PREFIX if exact else COALESCE_PREFIX) + digest, exact
+
+
+def subject_of(postback: Postback, vault: TokenVault) -> str:
+    """Who the notification is about: the named user for company notifications, else the token's owner."""
+    if postback.userid_type and postback.userid_value:
+        return f"{postback.userid_type}:{postback.userid_value}"
+    return vault.subject_of(postback.token)
+
+
+def build_record(postback: Postback, vault: TokenVault, request_id: str | None, now: float) -> Record:
+    now_ms = int(now * 1000)
+    subject = subject_of(postback, vault)
+    key, _ = dedup_key(postback, subject)
+    note = postback.itinerary
+    return Record(
+        id=new_id(now_ms),
+        kind=postback.kind,
+        token=vault.encrypt(postback.token),
+        subject=subject,
+        dedup_key=key,
+        received_ms=now_ms,
+        request_id=request_id,
+        userid_type=postback.userid_type,
+        userid_value=postback.userid_value,
+        object_uri=note.object_uri if note else None,
+        trip_id=note.trip_id if note else None,
+        event_type=note.event_type.value if note else None,
+        event_time=note.event_time if note else None,
+        context=note.context if note else None,
+    )
+
+
+def ingest_call(record: Record, settings: Settings) -> IngestCall:
+    exact = record.dedup_key.startswith(SEEN_PREFIX)
+    window = settings.dedup_ttl_seconds if exact else settings.coalesce_window_seconds
+    return IngestCall(
+        keys=(record.dedup_key, RECORD_PREFIX + record.id, INBOX_KEY, PENDING_KEY),
+        args=(record.id, record.to_json(), window, settings.token_ttl_seconds, record.received_ms),
+    )

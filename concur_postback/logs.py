@@ -1,0 +1,85 @@
+"""Structured logging: one JSON object per line on stdout, via structlog, for every component.
+
+Standard-library loggers (uvicorn, RQ) are routed through the same renderer, so an operator reads one
+format. A last processor scrubs anything shaped like a token parameter: the code never logs tokens,
+and this makes sure a third-party message cannot either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from concur_postback.config import LogFormat
+
+_SECRET_PARAM_RE = re.compile(
+    r"\b(oauth_token_key|access_token|refresh_token|authorization)([=:]\s*)(?:OAuth |Bearer )?[^&\s\"',;]+",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    return _SECRET_PARAM_RE.sub(r"\1\2****", text)
+
+
+def _scrub(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in event_dict.items():
+        if isinstance(value, str) and ("=" in value or ":" in value):
+            event_dict[key] = redact(value)
+    return event_dict
+
+
+def _json(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def _renderer(fmt: LogFormat, out: TextIO) -> Processor:
+    if fmt is LogFormat.CONSOLE:
+        return structlog.dev.ConsoleRenderer(colors=out.isatty())
+    return structlog.processors.JSONRenderer(serializer=_json)
+
+
+def configure(level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger. Call once per process, before anything logs."""
+    out = stream or sys.stdout
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _scrub,
+    ]
+    structlog.configure(
+        processors=[*shared, _renderer(fmt, out)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    _route_stdlib(level, shared, _renderer(fmt, out), out)
+
+
+def _route_stdlib(level: str, shared: list[Processor], final: Processor, out: TextIO) -> None:
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, final],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "rq", "rq.worker"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # replaced by our redacting access log
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

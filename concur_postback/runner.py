@@ -1,0 +1,81 @@
+"""`concur-postback run`: web tier, worker(s) and, without REDIS_URL, an embedded Redis, in one command.
+
+Children run in their own sessions so that a Ctrl-C at the terminal reaches only this supervisor,
+which then stops them in order — web tier first (no new postbacks), workers next (each finishes its
+job), Redis last (AOF flushed) — with exactly one SIGTERM each.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from concur_postback.config import Settings
+from concur_postback.embedded import EmbeddedRedis
+from concur_postback.tokens import ensure_key_file
+
+log = structlog.get_logger("concur_postback.run")
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "concur_postback.cli", *args]
+    return subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL)  # noqa: S603
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_all(settings: Settings, host: str, port: int, workers: int) -> int:
+    """Run until SIGINT/SIGTERM or until a child dies; return the exit code."""
+    data_dir: Path = settings.data_dir
+    env = dict(os.environ)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("run.stopping", signal=signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(data_dir / "redis").start()
+        env["REDIS_URL"] = embedded.url
+        log.info("run.embedded_redis", url=embedded.url, data_dir=str(data_dir / "redis"))
+    if settings.token_encryption_key is None:
+        env["TOKEN_ENCRYPTION_KEY"] = ensure_key_file(data_dir)
+    web = _spawn(["serve", "--host", host, "--port", str(port)], env)
+    worker_processes = [_spawn(["worker"], env) for _ in range(workers)]
+    children = [web, *worker_processes]
+    exit_code = 0
+    try:
+        while not stopping.wait(0.5):
+            dead = [child for child in children if child.poll() is not None]
+            if dead:
+                log.error("run.child_exited", pid=dead[0].pid, returncode=dead[0].returncode)
+                exit_code = 1
+                break
+    finally:
+        _stop([web], grace=35)
+        _stop(worker_processes, grace=settings.job_timeout_seconds + 5)
+        if embedded is not None:
+            embedded.stop()
+        log.info("run.stopped")
+    return exit_code

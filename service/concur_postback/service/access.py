@@ -1,0 +1,64 @@
+"""ASGI middleware: a request id per request and a structlog access log without secrets.
+
+Replaces uvicorn's access log, which would print the query string and with it the OAuth token. The
+path is logged without its query, and the secret path segment of `/postback/<secret>` is hidden.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("concur_postback.access")
+_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
+
+
+def loggable_path(path: str) -> str:
+    return "/postback/<secret>" if path.startswith("/postback/") else path[:256]
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=loggable_path(scope["path"]),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                client=scope["client"][0] if scope.get("client") else None,
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID_RE.match(value):
+            return str(value.decode())
+    return secrets.token_hex(8)

@@ -1,0 +1,88 @@
+"""Group commit: many concurrent postbacks share one pipelined Redis round trip.
+
+A request hands its ingest-script call to the committer and awaits the outcome. One background task
+sends everything that queued up while the previous round trip was in flight, in one pipeline, and
+resolves each request's future with its own result. Under load the batches grow by themselves; when
+idle a request goes out alone at once. Either way nothing is answered before Redis has replied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from concur_postback.errors import StoreUnavailable
+from concur_postback.inbox import INGEST_SCRIPT, INGEST_SCRIPT_SHA, IngestCall
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: bool  # False: a duplicate of notification ``id``
+    id: str
+
+
+class Committer:
+    def __init__(self, redis: Redis, max_batch: int, timeout: float) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._timeout = timeout
+        self._queue: asyncio.Queue[tuple[IngestCall, asyncio.Future[IngestResult]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-committer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(StoreUnavailable("server is shutting down"))
+
+    async def submit(self, call: IngestCall) -> IngestResult:
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((call, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
+            except (RedisError, OSError, TimeoutError) as exc:
+                error = StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _send(self, calls: list[IngestCall]) -> list[IngestResult]:
+        try:
+            replies = await self._pipeline(calls)
+        except NoScriptError:  # Redis restarted or flushed its script cache: load and resend
+            await self._redis.script_load(INGEST_SCRIPT)
+            replies = await self._pipeline(calls)
+        return [IngestResult(flag == 1, _text(ident)) for flag, ident in replies]
+
+    async def _pipeline(self, calls: list[IngestCall]) -> list[list[object]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(INGEST_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
+            replies: list[list[object]] = await pipe.execute(raise_on_error=True)
+            return replies
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

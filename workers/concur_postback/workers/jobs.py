@@ -1,0 +1,60 @@
+"""RQ job bodies. One job processes a batch of stored notifications (see pump.py).
+
+Until the fetch-and-deliver pipeline lands, processing a notification means: read its record, check
+that its token decrypts with this worker's key, log it, and retire it from the pending set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import structlog
+from redis import Redis
+from rq import get_current_job
+
+from concur_postback.config import load_settings
+from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, Record
+from concur_postback.tokens import TokenVault, vault_from_settings
+
+log = structlog.get_logger("concur_postback.jobs")
+
+
+@lru_cache(maxsize=1)
+def _vault() -> TokenVault:
+    return vault_from_settings(load_settings())
+
+
+def process_notifications(ids: list[str]) -> dict[str, int]:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("process_notifications must run inside an RQ job")
+    counts = {"processed": 0, "expired": 0}
+    for notification_id in ids:
+        counts["processed" if _process(job.connection, notification_id) else "expired"] += 1
+    return counts
+
+
+def _process(redis: Redis, notification_id: str) -> bool:
+    raw = redis.get(RECORD_PREFIX + notification_id)
+    if raw is None:
+        log.warning("notification.expired", id=notification_id)
+        redis.zrem(PENDING_KEY, notification_id)
+        return False
+    record = Record.from_json(raw)
+    _vault().decrypt(record.token)  # proves the key matches; the fetch itself comes with the next issue
+    log.info(
+        "notification.processed",
+        id=record.id,
+        kind=record.kind.value,
+        subject=record.subject,
+        trip_id=record.trip_id,
+        event_type=record.event_type,
+        request_id=record.request_id,
+    )
+    with redis.pipeline(transaction=True) as pipe:
+        if record.dedup_key.startswith(COALESCE_PREFIX):
+            pipe.delete(record.dedup_key)  # a later change to this traveller must be queued again
+        pipe.zrem(PENDING_KEY, record.id)
+        pipe.delete(RECORD_PREFIX + record.id)
+        pipe.execute()
+    return True

@@ -1,0 +1,49 @@
+"""What is waiting and what failed, for `concur-postback status` (and, later, metrics)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from concur_postback.inbox import INBOX_KEY, PENDING_KEY, PUMPING_KEY
+
+
+def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
+    """``pending`` counts accepted notifications not yet processed, wherever they are in the pipeline."""
+    queue = Queue(queue_name, connection=redis)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(PENDING_KEY)
+        pipe.zrange(PENDING_KEY, 0, 0, withscores=True)
+        pipe.llen(INBOX_KEY)
+        pipe.llen(PUMPING_KEY)
+        pending, oldest, inbox, pumping = pipe.execute()
+    oldest_age = round(time.time() - oldest[0][1] / 1000, 3) if oldest else None
+    return {
+        "pending": pending,
+        "oldest_pending_seconds": oldest_age,
+        "inbox": inbox + pumping,
+        "jobs": {
+            "queued": queue.count,
+            "started": StartedJobRegistry(queue=queue).count,
+            "failed": FailedJobRegistry(queue=queue).count,
+        },
+        "workers": Worker.count(queue=queue),
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    jobs = status["jobs"]
+    oldest = status["oldest_pending_seconds"]
+    lines = [
+        f"pending notifications : {status['pending']}"
+        + (f" (oldest {oldest:.1f}s)" if oldest is not None else ""),
+        f"  waiting for the pump: {status['inbox']}",
+        f"jobs queued / running : {jobs['queued']} / {jobs['started']}",
+        f"jobs failed           : {jobs['failed']}",
+        f"workers               : {status['workers']}",
+    ]
+    return "\n".join(lines)
