@@ -6,22 +6,39 @@ that its token decrypts with this worker's key, log it, and retire it from the p
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import dataclass
 
 import structlog
 from redis import Redis
 from rq import get_current_job
 
-from concur_postback.config import load_settings
+from concur_postback.config import Settings, load_settings
 from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, Record
 from concur_postback.tokens import TokenVault, vault_from_settings
 
 log = structlog.get_logger("concur_postback.jobs")
 
 
-@lru_cache(maxsize=1)
-def _vault() -> TokenVault:
-    return vault_from_settings(load_settings())
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every job in this process shares, built once when the worker starts."""
+
+    settings: Settings
+    vault: TokenVault
+
+
+_context: WorkerContext | None = None
+
+
+def install(settings: Settings) -> WorkerContext:
+    """Build the process's context (raising ConfigurationError now, not at the first job)."""
+    global _context  # noqa: PLW0603 - one context per worker process, by design
+    _context = WorkerContext(settings, vault_from_settings(settings))
+    return _context
+
+
+def context() -> WorkerContext:
+    return _context or install(load_settings())
 
 
 def process_notifications(ids: list[str]) -> dict[str, int]:
@@ -41,7 +58,9 @@ def _process(redis: Redis, notification_id: str) -> bool:
         redis.zrem(PENDING_KEY, notification_id)
         return False
     record = Record.from_json(raw)
-    _vault().decrypt(record.token)  # proves the key matches; the fetch itself comes with the next issue
+    context().vault.decrypt(
+        record.token
+    )  # proves the key matches; the fetch itself comes with the next issue
     log.info(
         "notification.processed",
         id=record.id,

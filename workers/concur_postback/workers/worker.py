@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
-from concur_postback.workers.jobs import process_notifications
+from concur_postback.workers.jobs import install, process_notifications
 from concur_postback.workers.pump import Pump
 
 log = structlog.get_logger("concur_postback.worker")
@@ -37,6 +37,7 @@ def make_pump(redis: Redis, settings: Settings) -> Pump:
 
 def run_worker(settings: Settings, burst: bool = False) -> bool:
     """Work until stopped (or, with ``burst``, until nothing is left). Return False if a job failed."""
+    install(settings)
     redis = connect(settings)
     queue = job_queue(redis, settings)
     pump = make_pump(redis, settings)

