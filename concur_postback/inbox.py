@@ -3,7 +3,7 @@
 Per accepted notification, one Lua script call does, atomically:
 
 * ``SET <dedup key> <id> NX EX`` — the duplicate check; a redelivery stops here;
-* ``SET cp:n:<id> <record> EX <TOKEN_TTL>`` — the record, with the token Fernet-encrypted;
+* ``SET cp:n:<id> <record> EX <TOKEN_TTL>`` — the record, with the token encrypted (tokens.py);
 * ``RPUSH cp:inbox <id>`` — the hand-off to the pump, which turns ids into RQ jobs in batches;
 * ``ZADD cp:pending <received ms> <id>`` — what `status` counts until a worker has processed it.
 
@@ -14,8 +14,8 @@ the ack path cheap; RQ's expensive job construction happens later, off the reque
 from __future__ import annotations
 
 import hashlib
-import secrets
-from dataclasses import asdict, dataclass
+import random
+from dataclasses import dataclass
 
 import orjson
 
@@ -47,7 +47,7 @@ INGEST_SCRIPT_SHA = hashlib.sha1(INGEST_SCRIPT.encode()).hexdigest()  # noqa: S3
 
 @dataclass(frozen=True)
 class Record:
-    """A stored notification. ``token`` is the Fernet ciphertext, never the token itself."""
+    """A stored notification. ``token`` is the AES-GCM ciphertext (see tokens.py), never the token itself."""
 
     id: str
     kind: Kind
@@ -65,7 +65,7 @@ class Record:
     context: str | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises dataclasses natively (and fast)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Record:
@@ -83,8 +83,8 @@ class IngestCall:
 
 
 def new_id(now_ms: int) -> str:
-    """Time-ordered, unguessable id; also valid as an RQ job id ([A-Za-z0-9_-])."""
-    return f"{now_ms:012x}{secrets.token_hex(8)}"
+    """Time-ordered unique id, also valid as an RQ job id ([A-Za-z0-9_-]). Not a secret: ids are logged."""
+    return f"{now_ms:012x}{random.getrandbits(64):016x}"
 
 
 def dedup_key(postback: Postback, subject: str) -> tuple[str, bool]:
@@ -120,10 +120,11 @@ def build_record(postback: Postback, vault: TokenVault, request_id: str | None, 
     subject = subject_of(postback, vault)
     key, _ = dedup_key(postback, subject)
     note = postback.itinerary
+    ident = new_id(now_ms)
     return Record(
-        id=new_id(now_ms),
+        id=ident,
         kind=postback.kind,
-        token=vault.encrypt(postback.token),
+        token=vault.encrypt(postback.token, bound_to=ident),
         subject=subject,
         dedup_key=key,
         received_ms=now_ms,

@@ -2,7 +2,7 @@
 
 Standard-library loggers (uvicorn, RQ) are routed through the same renderer, so an operator reads one
 format. A last processor scrubs anything shaped like a token parameter: the code never logs tokens,
-and this makes sure a third-party message cannot either.
+and this makes sure a third-party (stdlib) message cannot either.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ def configure(level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: Text
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        _scrub,
     ]
     structlog.configure(
         processors=[*shared, _renderer(fmt, out)],
@@ -68,7 +67,7 @@ def _route_stdlib(level: str, shared: list[Processor], final: Processor, out: Te
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared, _scrub],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, final],
         )
     )
@@ -79,6 +78,8 @@ def _route_stdlib(level: str, shared: list[Processor], final: Processor, out: Te
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # replaced by our redacting access log
+    for chatty in ("httpx", "httpcore"):  # one line per HTTP call, full URL included: not for production logs
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -1,45 +1,63 @@
-"""Tokens at rest: encrypted with Fernet (AES-128-CBC + HMAC-SHA256), never stored in clear.
+"""Tokens at rest: AES-256-GCM encrypted, bound to their record, never stored in clear.
 
 The same key is shared by the web tier (which encrypts) and the workers (which decrypt), so it comes
 from TOKEN_ENCRYPTION_KEY, or from a key file that `run` generates in its data directory.
+
+AES-GCM (from `cryptography`, like Fernet) rather than Fernet itself: encryption sits on the ack path,
+and GCM costs ~1 µs per token where Fernet's CBC + HMAC + base64 costs ~8. Each ciphertext carries a
+random 96-bit nonce and authenticates the notification id as associated data, so a ciphertext copied
+into another record does not decrypt.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from concur_postback.concur.notification import OAuthToken
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError, TokenDecryptionError
 
 KEY_FILE_NAME = "token.key"
+_VERSION = "v1."
+_NONCE_BYTES = 12
 
 
 class TokenVault:
     def __init__(self, key: str | bytes) -> None:
-        raw = key.encode() if isinstance(key, str) else key
         try:
-            self._fernet = Fernet(raw)
-        except (ValueError, TypeError):
+            raw = base64.urlsafe_b64decode(key)
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
             raise ConfigurationError(
-                "TOKEN_ENCRYPTION_KEY must be a Fernet key: 32 url-safe base64-encoded bytes "
+                "TOKEN_ENCRYPTION_KEY must be 32 random bytes, url-safe base64-encoded "
                 "(make one with `concur-postback genkey`)"
-            ) from None
+            )
+        self._aead = AESGCM(raw)
         # A separate key for pseudonymous subjects, so the hash of a token reveals nothing usable.
         self._subject_key = hashlib.sha256(b"concur-postback subject\x00" + raw).digest()
 
-    def encrypt(self, token: OAuthToken) -> str:
-        return self._fernet.encrypt(token.value.encode()).decode("ascii")
+    def encrypt(self, token: OAuthToken, bound_to: str) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, token.value.encode(), bound_to.encode())
+        return _VERSION + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
-    def decrypt(self, data: str) -> OAuthToken:
+    def decrypt(self, data: str, bound_to: str) -> OAuthToken:
         try:
-            return OAuthToken(self._fernet.decrypt(data.encode("ascii")).decode())
-        except (InvalidToken, ValueError):
+            if not data.startswith(_VERSION):
+                raise ValueError(data[:3])
+            blob = base64.urlsafe_b64decode(data[len(_VERSION) :])
+            plain = self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], bound_to.encode())
+            return OAuthToken(plain.decode())
+        except (InvalidTag, ValueError, binascii.Error):
             raise TokenDecryptionError("stored token cannot be decrypted with this key") from None
 
     def subject_of(self, token: OAuthToken) -> str:
@@ -49,7 +67,7 @@ class TokenVault:
 
 
 def generate_key() -> str:
-    return Fernet.generate_key().decode("ascii")
+    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
 
 def ensure_key_file(data_dir: Path) -> str:

@@ -39,7 +39,7 @@ class Process:
             self._queue.put(raw.decode(errors="replace"))
         self._queue.put(None)
 
-    def wait_for(self, event: str, timeout: float = 30) -> dict[str, object]:
+    def wait_for(self, event: str, timeout: float = 30, prefix: bool = False) -> dict[str, object]:
         while True:
             line = self._queue.get(timeout=timeout)
             if line is None:
@@ -47,7 +47,8 @@ class Process:
             self.lines.append(line)
             if line.startswith("{"):
                 entry = orjson.loads(line)
-                if entry.get("event") == event:
+                text = str(entry.get("event"))
+                if text == event or (prefix and text.startswith(event)):
                     return entry
 
     def stop(self, timeout: float = 60) -> int:
@@ -85,7 +86,7 @@ def start_run(env: dict[str, str]) -> tuple[Process, str, str]:
     port = free_port()
     process = Process(["run", "--port", str(port)], env)
     redis_url = str(process.wait_for("run.embedded_redis")["url"])
-    process.wait_for("service.started")
+    process.wait_for("Uvicorn running on", prefix=True)  # listening (service.started precedes the bind)
     return process, f"http://127.0.0.1:{port}", redis_url
 
 
@@ -126,7 +127,7 @@ def test_serve_then_burst_worker_and_status(redis_url: str) -> None:
     port = free_port()
     server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
     try:
-        server.wait_for("service.started")
+        server.wait_for("Uvicorn running on", prefix=True)
         for n in range(5):
             response = httpx.post(
                 f"http://127.0.0.1:{port}/postback", params={"type": "FOP", "oauth_token_key": f"{TOKEN}{n}"}

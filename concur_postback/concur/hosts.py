@@ -7,7 +7,6 @@ default port, no user-info, and a host that is the base URL's host or matches an
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from concur_postback.errors import InvalidPostback
 
 # Trip ids seen in Concur's docs: letters, digits and `$` (e.g. gWu9dRi$pEjxZkYtp0lWbN5gQ...).
 TRIP_ID_RE = re.compile(r"^[A-Za-z0-9$_.~-]{1,128}$")
+_PLAIN_URL_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")  # visible ASCII: no spaces, controls or Unicode tricks
 _TRIP_PATH_RE = re.compile(r"^/api/travel/trip/v1\.[01]/([^/?#]+)$", re.IGNORECASE)
 
 
@@ -46,30 +46,30 @@ class HostPolicy:
         host = host.lower().rstrip(".")
         if host == self.base_host:
             return True
-        if _is_ip_literal(host) and host not in self.patterns:
-            return False  # a wildcard never admits an IP address; list it exactly if you mean it
-        return any(fnmatchcase(host, pattern) for pattern in self.patterns)
+        if host in self.patterns:
+            return True
+        # A wildcard never admits an IP address: list one exactly if you mean it.
+        return any(fnmatchcase(host, pattern) for pattern in self.patterns) and not _is_ip_literal(host)
 
     def check_url(self, url: str) -> SplitResult:
         """Return the parsed URL if a token may be sent to it, else raise InvalidPostback."""
-        if len(url) > 2048 or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        if not _PLAIN_URL_RE.match(url):
             raise InvalidPostback("invalid_object_uri", "ObjectURI is not a plain URL")
         try:
             parts = urlsplit(url)
             port = _port(parts)
         except ValueError as exc:
             raise InvalidPostback("invalid_object_uri", "ObjectURI is not a valid URL") from exc
-        allowed_schemes = ("https", "http") if self.allow_http else ("https",)
-        if parts.scheme.lower() not in allowed_schemes:
-            raise InvalidPostback("object_uri_not_allowed", f"ObjectURI scheme must be {allowed_schemes[0]}")
-        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        scheme = parts.scheme.lower()
+        if scheme != "https" and not (scheme == "http" and self.allow_http):
+            raise InvalidPostback("object_uri_not_allowed", "ObjectURI scheme must be https")
+        if "@" in parts.netloc:
             raise InvalidPostback("object_uri_not_allowed", "ObjectURI must not carry user info")
-        if not parts.hostname or not self.host_allowed(parts.hostname):
+        host = (parts.hostname or "").lower()
+        if not host or not self.host_allowed(host):
             raise InvalidPostback("object_uri_not_allowed", "ObjectURI host is not an allowed Concur host")
-        expected_port = self.base_port if parts.hostname.lower() == self.base_host else 443
-        if parts.scheme.lower() == "http" and parts.hostname.lower() != self.base_host:
-            expected_port = 80
-        if port != expected_port:
+        default_port = 443 if scheme == "https" else 80
+        if port != (self.base_port if host == self.base_host else default_port):
             raise InvalidPostback("object_uri_not_allowed", "ObjectURI port is not allowed")
         return parts
 
@@ -97,8 +97,5 @@ def _port(parts: SplitResult) -> int:
 
 
 def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    # Hostnames never contain ':' and never end in a digit-only label; anything else is treated as an IP.
+    return ":" in host or host.rpartition(".")[2].isdigit()

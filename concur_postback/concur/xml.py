@@ -52,17 +52,17 @@ def parse_document(data: bytes) -> etree._Element:
 
 
 def local_name(element: etree._Element) -> str:
+    """The tag without its namespace (``{ns}Trip`` -> ``Trip``)."""
     tag: object = element.tag  # a function, not a str, for entity references and other non-elements
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def child_texts(element: etree._Element) -> dict[str, list[str]]:
-    """Map each child's local name to its texts (stripped), in document order."""
+    """Map each child element's local name to its texts (stripped), in document order."""
     texts: dict[str, list[str]] = {}
-    for child in element:
-        name = local_name(child)
-        if name:
-            texts.setdefault(name, []).append("".join(map(str, child.itertext())).strip())
+    for child in element.iterchildren(etree.Element):
+        text = child.text if len(child) == 0 else "".join(map(str, child.itertext()))
+        texts.setdefault(local_name(child), []).append((text or "").strip())
     return texts
 
 

@@ -36,7 +36,8 @@ def test_corpus_notification_is_stored_then_acknowledged(
         "CREATE",
     )
     assert record.object_uri.startswith("https://www.concursolutions.com/api/travel/trip/v1.1/")
-    assert TokenVault(settings.token_encryption_key.get_secret_value()).decrypt(record.token).value == TOKEN
+    vault = TokenVault(settings.token_encryption_key.get_secret_value())
+    assert vault.decrypt(record.token, bound_to=record.id).value == TOKEN
     assert redis.zscore(PENDING_KEY, record.id) == record.received_ms
     assert 0 < redis.ttl(RECORD_PREFIX + record.id) <= settings.token_ttl_seconds
     assert response.headers["x-request-id"] == record.request_id
@@ -191,22 +192,54 @@ def test_health_and_readiness(server: LiveServer) -> None:
     assert server.client.get("/readyz").json() == {"status": "ready"}
 
 
-def test_logs_are_json_with_request_ids_and_no_token(
+def test_one_json_access_line_per_request_named_by_outcome_without_token(
     server: LiveServer, redis: Redis, captured_logs: CapturedLogs
 ) -> None:
-    server.post(body=NOTIFICATION, **ITINERARY)
-    server.post(body=NOTIFICATION, **ITINERARY)
-    server.post(type="Nope", oauth_token_key=TOKEN)
-    server.post(type="FOP", oauth_token_key=TOKEN, userid_type="login", userid_value="u@example.com")
-    events = captured_logs.events()
-    accepted = captured_logs.named("postback.accepted")
-    access = captured_logs.named("http.request")
-    assert len(accepted) == 2 and len(access) == 4
-    assert len({entry["request_id"] for entry in access}) == 4
-    assert {entry["request_id"] for entry in accepted} <= {entry["request_id"] for entry in access}
-    assert all(entry["path"] == "/postback" for entry in access)
-    assert events and TOKEN not in captured_logs.text
+    responses = [
+        server.post(body=NOTIFICATION, **ITINERARY),
+        server.post(body=NOTIFICATION, **ITINERARY),
+        server.post(type="Nope", oauth_token_key=TOKEN),
+        server.post(type="FOP", oauth_token_key=TOKEN, userid_type="login", userid_value="u@example.com"),
+        server.client.get("/healthz"),
+    ]
+    access = [entry for entry in captured_logs.events() if "method" in entry]
+    assert [entry["event"] for entry in access] == [
+        "postback.accepted",
+        "postback.duplicate",
+        "postback.rejected",
+        "postback.accepted",
+        "http.request",
+    ]
+    assert [entry["request_id"] for entry in access] == [r.headers["x-request-id"] for r in responses]
+    assert [entry["status"] for entry in access] == [200, 200, 400, 200, 200]
+    assert access[0]["trip_id"] == "naIzQJ0y2DBWjCIQOb2SHTsozwBsHDkdP"
+    assert access[3]["subject"] == "login:u@example.com"
+    assert all(entry["path"] in ("/postback", "/healthz") for entry in access)
+    assert TOKEN not in captured_logs.text
     assert TOKEN[-12:] not in captured_logs.text
+
+
+def test_request_id_from_the_caller_is_kept(server: LiveServer, captured_logs: CapturedLogs) -> None:
+    response = server.client.post(
+        "/postback?type=FOP&oauth_token_key=abc", headers={"x-request-id": "concur-req-12345"}
+    )
+    assert response.headers["x-request-id"] == "concur-req-12345"
+    assert captured_logs.named("postback.accepted")[0]["request_id"] == "concur-req-12345"
+
+
+def test_secret_path_never_reaches_the_logs(
+    make_server: Callable[[Settings], LiveServer],
+    make_settings: Callable[..., Settings],
+    captured_logs: CapturedLogs,
+) -> None:
+    server = make_server(make_settings(postback_secret="hidden-path-secret"))
+    server.post("/postback/hidden-path-secret", type="FOP", oauth_token_key=TOKEN)
+    server.post("/postback/wrong-guess", type="FOP", oauth_token_key=TOKEN)
+    assert "hidden-path-secret" not in captured_logs.text
+    assert "wrong-guess" not in captured_logs.text
+    assert [entry["path"] for entry in captured_logs.events() if "method" in entry] == [
+        "/postback/<secret>"
+    ] * 2
 
 
 def test_token_is_never_stored_in_clear(server: LiveServer, redis: Redis) -> None:

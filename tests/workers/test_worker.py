@@ -66,5 +66,5 @@ def test_a_worker_with_another_key_fails_the_job_with_a_readable_reason(redis: R
 
 
 def test_a_malformed_key_is_refused_at_start(make_settings) -> None:
-    with pytest.raises(ConfigurationError, match="Fernet key"):
+    with pytest.raises(ConfigurationError, match="32 random bytes"):
         run_worker(make_settings(token_encryption_key="not-a-key"), burst=True)

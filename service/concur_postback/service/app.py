@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from concur_postback.config import Settings
@@ -20,7 +20,7 @@ from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import INGEST_SCRIPT
 from concur_postback.service.access import AccessLogMiddleware
 from concur_postback.service.committer import Committer
-from concur_postback.service.postback import PostbackEndpoint, json_response
+from concur_postback.service.postback import PostbackEndpoint
 from concur_postback.tokens import TokenVault, vault_from_settings
 
 log = structlog.get_logger("concur_postback.service")
@@ -40,14 +40,14 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> Starlette
     endpoint = PostbackEndpoint(settings, vault, committer)
 
     async def healthz(_: Request) -> Response:
-        return json_response({"status": "ok"})
+        return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
         try:
             await asyncio.wait_for(redis.ping(), READY_TIMEOUT_SECONDS)
         except (RedisError, OSError, TimeoutError) as exc:
-            return json_response({"status": "unavailable", "redis": type(exc).__name__}, 503)
-        return json_response({"status": "ready"})
+            return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ready"})
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -68,7 +68,7 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> Starlette
 
     path = "/postback/{secret}" if settings.postback_secret is not None else "/postback"
     routes = [
-        Route(path, endpoint.handle, methods=["POST"]),
+        Route(path, endpoint, methods=["POST"]),  # an ASGI callable: see postback.py
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

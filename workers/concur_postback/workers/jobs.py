@@ -58,9 +58,8 @@ def _process(redis: Redis, notification_id: str) -> bool:
         redis.zrem(PENDING_KEY, notification_id)
         return False
     record = Record.from_json(raw)
-    context().vault.decrypt(
-        record.token
-    )  # proves the key matches; the fetch itself comes with the next issue
+    # Proves the key matches; the fetch itself comes with the next issue.
+    context().vault.decrypt(record.token, bound_to=record.id)
     log.info(
         "notification.processed",
         id=record.id,
