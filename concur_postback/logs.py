@@ -45,9 +45,27 @@ def _renderer(fmt: LogFormat, out: TextIO) -> Processor:
     return structlog.processors.JSONRenderer(serializer=_json)
 
 
+class _Sink:
+    """Where log lines go. Loggers are cached on first use (cheaper per line), so a later
+    ``configure`` (the tests capture logs per test) swaps the stream here rather than the loggers."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+_SINK = _Sink(sys.stdout)
+
+
 def configure(level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib root logger. Call once per process, before anything logs."""
     out = stream or sys.stdout
+    _SINK.stream = out
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -57,8 +75,8 @@ def configure(level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: Text
     structlog.configure(
         processors=[*shared, _renderer(fmt, out)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        logger_factory=structlog.PrintLoggerFactory(_SINK),  # type: ignore[arg-type]
+        cache_logger_on_first_use=True,
     )
     _route_stdlib(level, shared, _renderer(fmt, out), out)
 

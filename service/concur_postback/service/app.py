@@ -10,10 +10,10 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
@@ -27,7 +27,28 @@ log = structlog.get_logger("concur_postback.service")
 READY_TIMEOUT_SECONDS = 0.2
 
 
-def create_app(settings: Settings, vault: TokenVault | None = None) -> Starlette:
+class PostbackFastPath:
+    """Hand `POST /postback[/...]` straight to the endpoint; everything else (probes, 404, 405,
+    lifespan) to the Starlette app. The endpoint checks the secret path segment itself."""
+
+    def __init__(self, postback: ASGIApp, app: Starlette, with_secret: bool) -> None:
+        self._postback = postback
+        self._app = app
+        self._with_secret = with_secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self._matches(scope["path"]):
+            await self._postback(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+    def _matches(self, path: str) -> bool:
+        if self._with_secret:
+            return path.startswith("/postback/")
+        return path == "/postback"
+
+
+def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is not set (use `concur-postback run` for an embedded Redis)")
     vault = vault or vault_from_settings(settings)
@@ -66,10 +87,12 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> Starlette
             await redis.aclose()
             log.info("service.stopped")
 
-    path = "/postback/{secret}" if settings.postback_secret is not None else "/postback"
+    with_secret = settings.postback_secret is not None
     routes = [
-        Route(path, endpoint, methods=["POST"]),  # an ASGI callable: see postback.py
+        # POSTs never reach this route (PostbackFastPath takes them); it makes other methods a 405.
+        Route("/postback/{secret}" if with_secret else "/postback", endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(AccessLogMiddleware)], lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return AccessLogMiddleware(PostbackFastPath(endpoint, app, with_secret))

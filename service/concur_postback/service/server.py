@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from concur_postback import logs
 from concur_postback.config import load_settings
 from concur_postback.service.app import create_app
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> ASGIApp:
     """uvicorn factory: each uvicorn worker process reads the environment and sets up its own logging."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
