@@ -111,6 +111,7 @@ class CapturedLogs:
 
     @property
     def text(self) -> str:
+        logs.flush()
         return self.buffer.getvalue()
 
     def events(self) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -17,7 +20,17 @@ def app_from_environment() -> ASGIApp:
     return create_app(settings)
 
 
+def _flush_then_die(signum: int, _: FrameType | None) -> None:
+    logs.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
 def serve(host: str, port: int, workers: int) -> None:
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
+    # installed before it started: this one, which writes out the buffered log lines first.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _flush_then_die)
     uvicorn.run(
         "concur_postback.service.server:app_from_environment",
         factory=True,
