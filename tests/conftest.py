@@ -28,7 +28,7 @@ from concur_postback import logs
 from concur_postback.concur.notification import Kind, OAuthToken, Postback
 from concur_postback.config import Settings, load_settings
 from concur_postback.embedded import EmbeddedRedis
-from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_call
+from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
 from concur_postback.service.app import create_app
 from concur_postback.tokens import generate_key, vault_from_settings
 
@@ -43,8 +43,7 @@ def store(redis: Redis, settings: Settings, postbacks: list[Postback]) -> list[R
     records = []
     for postback in postbacks:
         record = build_record(postback, vault, None, time.time())
-        call = ingest_call(record, settings)
-        flag, _ = redis.eval(INGEST_SCRIPT, len(call.keys), *call.keys, *call.args)
+        flag, _ = redis.eval(INGEST_SCRIPT, 0, *ingest_argv([ingest_args(record, settings)], settings))
         assert flag == 1
         records.append(record)
     return records

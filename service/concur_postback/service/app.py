@@ -55,8 +55,10 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     vault = vault or vault_from_settings(settings)
     # No per-reply socket timeout: the committer bounds each whole batch (and /readyz each ping), and a
     # timeout context per reply was a measurable cost on the ack path.
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_seconds)
-    committer = Committer(redis, settings.ingest_max_batch, settings.redis_timeout_seconds)
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=None, socket_connect_timeout=settings.redis_timeout_seconds
+    )
+    committer = Committer(redis, settings)
     endpoint = PostbackEndpoint(settings, vault, committer)
 
     async def healthz(_: Request) -> Response:

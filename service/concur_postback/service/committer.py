@@ -1,8 +1,8 @@
-"""Group commit: many concurrent postbacks share one pipelined Redis round trip.
+"""Group commit: many concurrent postbacks share one Redis round trip and one script call.
 
-A request hands its ingest-script call to the committer and awaits the outcome. One background task
-sends everything that queued up while the previous round trip was in flight, in one pipeline, and
-resolves each request's future with its own result. Under load the batches grow by themselves; when
+A request hands its ingest-script arguments to the committer and awaits the outcome. One background
+task sends everything that queued up while the previous round trip was in flight as one script call,
+and resolves each request's future with its own result. Under load the batches grow by themselves; when
 idle a request goes out alone at once. Either way nothing is answered before Redis has replied.
 """
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from concur_postback.config import Settings
 from concur_postback.errors import StoreUnavailable
-from concur_postback.inbox import INGEST_SCRIPT, INGEST_SCRIPT_SHA, IngestCall
+from concur_postback.inbox import INGEST_SCRIPT, INGEST_SCRIPT_SHA, IngestArgs, ingest_argv
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,12 @@ class IngestResult:
 
 
 class Committer:
-    def __init__(self, redis: Redis, max_batch: int, timeout: float) -> None:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
-        self._max_batch = max_batch
-        self._timeout = timeout
-        self._queue: asyncio.Queue[tuple[IngestCall, asyncio.Future[IngestResult]]] = asyncio.Queue()
+        self._settings = settings
+        self._max_batch = settings.ingest_max_batch
+        self._timeout = settings.redis_timeout_seconds
+        self._queue: asyncio.Queue[tuple[IngestArgs, asyncio.Future[IngestResult]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -46,7 +48,7 @@ class Committer:
             if not future.done():
                 future.set_exception(StoreUnavailable("server is shutting down"))
 
-    async def submit(self, call: IngestCall) -> IngestResult:
+    async def submit(self, call: IngestArgs) -> IngestResult:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((call, future))
         return await future
@@ -68,20 +70,15 @@ class Committer:
                 if not future.done():
                     future.set_result(result)
 
-    async def _send(self, calls: list[IngestCall]) -> list[IngestResult]:
+    async def _send(self, calls: list[IngestArgs]) -> list[IngestResult]:
+        argv = ingest_argv(calls, self._settings)
         try:
-            replies = await self._pipeline(calls)
+            replies: list[object] = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
         except NoScriptError:  # Redis restarted or flushed its script cache: load and resend
             await self._redis.script_load(INGEST_SCRIPT)
-            replies = await self._pipeline(calls)
-        return [IngestResult(flag == 1, _text(ident)) for flag, ident in replies]
-
-    async def _pipeline(self, calls: list[IngestCall]) -> list[list[object]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.evalsha(INGEST_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
-            replies: list[list[object]] = await pipe.execute(raise_on_error=True)
-            return replies
+            replies = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
+        pairs = zip(replies[::2], replies[1::2], strict=True)
+        return [IngestResult(flag == 1, _text(ident)) for flag, ident in pairs]
 
 
 def _text(value: object) -> str:

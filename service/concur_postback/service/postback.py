@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from concur_postback.concur.notification import parse_postback
 from concur_postback.config import Settings
 from concur_postback.errors import InvalidPostback, PayloadTooLarge, StoreUnavailable
-from concur_postback.inbox import build_record, ingest_call
+from concur_postback.inbox import build_record, ingest_args
 from concur_postback.service.access import annotate
 from concur_postback.service.committer import Committer
 from concur_postback.tokens import TokenVault
@@ -101,7 +101,7 @@ class PostbackEndpoint:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         record = build_record(postback, self.vault, request_id, time.time())
         try:
-            result = await self.committer.submit(ingest_call(record, self.settings))
+            result = await self.committer.submit(ingest_args(record, self.settings))
         except StoreUnavailable as exc:
             annotate(scope, "postback.unavailable", "warning", reason=str(exc), kind=record.kind.value)
             retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())
