@@ -34,22 +34,24 @@ RECORD_PREFIX = PREFIX + "n:"
 SEEN_PREFIX = PREFIX + "seen:"
 COALESCE_PREFIX = PREFIX + "coalesce:"
 
-# ARGV: record TTL, then five per notification: dedup key, dedup window, id, record, received ms.
+# ARGV: record TTL, exact-dedup TTL, coalescing window, then three per notification: dedup key, id,
+# record. The id starts with the received time in hex milliseconds (see new_id), the pending score.
 # Returns two per notification: 1 and its id if stored, 0 and the first delivery's id if a duplicate.
 INGEST_SCRIPT = f"""
-local ttl = ARGV[1]
+local ttl, exact_ttl, window = ARGV[1], ARGV[2], ARGV[3]
 local out = {{}}
-for i = 2, #ARGV, 5 do
-  local id = ARGV[i + 2]
-  if redis.call('SET', ARGV[i], id, 'NX', 'EX', ARGV[i + 1]) then
-    redis.call('SET', '{RECORD_PREFIX}' .. id, ARGV[i + 3], 'EX', ttl)
+for i = 4, #ARGV, 3 do
+  local key, id = ARGV[i], ARGV[i + 1]
+  local keep = string.sub(key, 1, {len(SEEN_PREFIX)}) == '{SEEN_PREFIX}' and exact_ttl or window
+  if redis.call('SET', key, id, 'NX', 'EX', keep) then
+    redis.call('SET', '{RECORD_PREFIX}' .. id, ARGV[i + 2], 'EX', ttl)
     redis.call('RPUSH', '{INBOX_KEY}', id)
-    redis.call('ZADD', '{PENDING_KEY}', ARGV[i + 4], id)
+    redis.call('ZADD', '{PENDING_KEY}', tonumber(string.sub(id, 1, 12), 16), id)
     out[#out + 1] = 1
     out[#out + 1] = id
   else
     out[#out + 1] = 0
-    out[#out + 1] = redis.call('GET', ARGV[i]) or ''
+    out[#out + 1] = redis.call('GET', key) or ''
   end
 end
 return out
@@ -86,12 +88,14 @@ class Record:
         return cls(**fields)
 
 
-# One notification's arguments to the ingest script: dedup key, window, id, record, received ms.
-IngestArgs = tuple[str, int, str, bytes, int]
+# One notification's arguments to the ingest script: dedup key, id, record.
+IngestArgs = tuple[str, str, bytes]
 
 
 def new_id(now_ms: int) -> str:
-    """Time-ordered unique id, also valid as an RQ job id ([A-Za-z0-9_-]). Not a secret: ids are logged."""
+    """Time-ordered unique id, also valid as an RQ job id ([A-Za-z0-9_-]). Not a secret: ids are logged.
+
+    The first 12 hex digits are the received time in milliseconds (the ingest script relies on it)."""
     return f"{now_ms:012x}{random.getrandbits(64):016x}"
 
 
@@ -147,12 +151,11 @@ def build_record(postback: Postback, vault: TokenVault, request_id: str | None, 
     )
 
 
-def ingest_args(record: Record, settings: Settings) -> IngestArgs:
-    exact = record.dedup_key.startswith(SEEN_PREFIX)
-    window = settings.dedup_ttl_seconds if exact else settings.coalesce_window_seconds
-    return (record.dedup_key, window, record.id, record.to_json(), record.received_ms)
+def ingest_args(record: Record) -> IngestArgs:
+    return (record.dedup_key, record.id, record.to_json())
 
 
 def ingest_argv(batch: list[IngestArgs], settings: Settings) -> list[str | int | bytes]:
     """The script's whole ARGV for a batch."""
-    return [settings.token_ttl_seconds, *(arg for args in batch for arg in args)]
+    ttls = (settings.token_ttl_seconds, settings.dedup_ttl_seconds, settings.coalesce_window_seconds)
+    return [*ttls, *(arg for args in batch for arg in args)]

@@ -43,7 +43,7 @@ def store(redis: Redis, settings: Settings, postbacks: list[Postback]) -> list[R
     records = []
     for postback in postbacks:
         record = build_record(postback, vault, None, time.time())
-        flag, _ = redis.eval(INGEST_SCRIPT, 0, *ingest_argv([ingest_args(record, settings)], settings))
+        flag, _ = redis.eval(INGEST_SCRIPT, 0, *ingest_argv([ingest_args(record)], settings))
         assert flag == 1
         records.append(record)
     return records
@@ -120,12 +120,21 @@ class CapturedLogs:
         return [entry for entry in self.events() if entry.get("event") == event]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> Iterator[io.StringIO]:
+    """Logs of tests that do not capture them go here, not after pytest's summary."""
+    buffer = io.StringIO()
+    logs.configure("DEBUG", stream=buffer)
+    yield buffer
+    logs.flush()
+
+
 @pytest.fixture
-def captured_logs() -> Iterator[CapturedLogs]:
+def captured_logs(quiet_logs: io.StringIO) -> Iterator[CapturedLogs]:
     buffer = io.StringIO()
     logs.configure("DEBUG", stream=buffer)
     yield CapturedLogs(buffer)
-    logs.configure("INFO")
+    logs.configure("DEBUG", stream=quiet_logs)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("concur_postback.access")
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
 _LOG_KEY = "concur_postback.log"
+REQUEST_ID_KEY = "concur_postback.request_id"
 
 
 def annotate(scope: Scope, event: str, level: str = "info", **fields: object) -> None:
@@ -38,8 +39,8 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        structlog.contextvars.clear_contextvars()
+        request_id = scope[REQUEST_ID_KEY] = _request_id(scope)
+        # Each request runs in its own task with a copy of an empty context: no clearing needed.
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -65,7 +66,6 @@ class AccessLogMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 client=scope["client"][0] if scope.get("client") else None,
             )
-            structlog.contextvars.clear_contextvars()
 
 
 def _request_id(scope: Scope) -> str:

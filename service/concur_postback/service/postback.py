@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 
 import orjson
-import structlog
 from starlette.types import Receive, Scope, Send
 
 from concur_postback.concur.notification import parse_postback
 from concur_postback.config import Settings
 from concur_postback.errors import InvalidPostback, PayloadTooLarge, StoreUnavailable
 from concur_postback.inbox import build_record, ingest_args
-from concur_postback.service.access import annotate
+from concur_postback.service.access import REQUEST_ID_KEY, annotate
 from concur_postback.service.committer import Committer
 from concur_postback.tokens import TokenVault
 
@@ -98,10 +97,9 @@ class PostbackEndpoint:
             await send_error(send, 400, exc.code, exc.detail)
             return
 
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        record = build_record(postback, self.vault, request_id, time.time())
+        record = build_record(postback, self.vault, scope.get(REQUEST_ID_KEY), time.time())
         try:
-            result = await self.committer.submit(ingest_args(record, self.settings))
+            result = await self.committer.submit(ingest_args(record))
         except StoreUnavailable as exc:
             annotate(scope, "postback.unavailable", "warning", reason=str(exc), kind=record.kind.value)
             retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())
