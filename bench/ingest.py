@@ -1,4 +1,4 @@
-"""Ingest benchmark: ack throughput and latency of `serve` against a bare Starlette app, same client, same body.
+"""Ingest benchmark: ack throughput and latency of `serve` against a bare Starlette app, same load.
 
     python bench/ingest.py [--duration 10] [--connections 32] [--kind itinerary]
 
@@ -59,9 +59,10 @@ function request()
   return wrk.format(nil, path)
 end
 function done(summary, latency, requests)
+  local e = summary.errors
   io.write(string.format("RESULT %d %d %.3f %.3f %d\\n", summary.requests, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    e.status + e.connect + e.read + e.write + e.timeout))
 end
 """
 
@@ -214,9 +215,8 @@ def main() -> None:
     print("| server | req/s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|")
     for result in (bare, ours):
-        print(
-            f"| {result.name} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors} |"
-        )
+        figures = f"{result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors}"
+        print(f"| {result.name} | {figures} |")
     print(f"\nratio ours / bare: {ours.rps / bare.rps:.2f} (target >= 0.30 with p99 <= 20 ms)")
 
 

