@@ -58,18 +58,24 @@ class _Sink:
 
     FLUSH_SECONDS = 0.1
     MAX_BUFFERED = 64 * 1024
+    # Writes of at most PIPE_BUF bytes to a pipe are atomic: lines of processes sharing one stdout
+    # (as under `run` or a container runtime) never interleave mid-line.
+    CHUNK_BYTES = 4096
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._lines: list[str] = []
         self._size = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer
+        self._write_lock = threading.Lock()  # keeps drained batches in order
         self._flusher: threading.Thread | None = None
 
     def write(self, text: str) -> None:
-        self._lines.append(text)
-        self._size += len(text)
-        if self._size > self.MAX_BUFFERED:
+        with self._lock:
+            self._lines.append(text)
+            self._size += len(text)
+            full = self._size > self.MAX_BUFFERED
+        if full:
             self.drain()
         elif self._flusher is None:
             self._start_flusher()
@@ -78,14 +84,35 @@ class _Sink:
         """Called by structlog after every line: deliberately a no-op (see the class docstring)."""
 
     def drain(self) -> None:
-        with self._lock:
-            lines, self._lines, self._size = self._lines, [], 0
-            if lines:
-                self.stream.write("".join(lines))
-                self.stream.flush()
+        with self._write_lock:  # one drain at a time, so batches go out in order
+            # print() writes a line and its newline in two calls: write whole lines only, keep the rest.
+            with self._lock:
+                text = "".join(self._lines)
+                whole = text.rfind("\n") + 1
+                self._lines = [text[whole:]] if whole < len(text) else []
+                self._size = len(text) - whole
+            data = text[:whole].encode()
+            start = 0
+            while start < len(data):
+                end = start + self.CHUNK_BYTES
+                if end < len(data):
+                    cut = data.rfind(b"\n", start, end)
+                    end = cut + 1 if cut >= 0 else (data.find(b"\n", end) + 1 or len(data))
+                self._write(data[start:end])
+                start = end
+
+    def _write(self, data: bytes) -> None:
+        binary = getattr(self.stream, "buffer", None)
+        if binary is None:  # a text-only stream (the tests' StringIO)
+            self.stream.write(data.decode())
+            self.stream.flush()
+        else:
+            self.stream.flush()
+            binary.write(data)
+            binary.flush()
 
     def _start_flusher(self) -> None:
-        with self._lock:
+        with self._write_lock:
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._run, name="log-flusher", daemon=True)
                 self._flusher.start()
