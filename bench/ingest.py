@@ -2,7 +2,9 @@
 
     python bench/ingest.py [--duration 10] [--connections 32] [--kind itinerary]
 
-Both servers run under one uvicorn worker on this machine. The load comes from wrk when it is on
+Both servers run under one uvicorn worker on this machine, measured in alternating rounds (the median
+of each is reported: these machines are noisy, so the ratio within one run is what counts). The
+load comes from wrk when it is on
 PATH (a Lua script gives every request a distinct token, so dedup never short-circuits), otherwise
 from a small asyncio client in this file (noisier: it competes with the server for the CPU). Redis is
 the server at REDIS_URL, or an embedded one with AOF on (appendfsync everysec), as `run` uses.
@@ -74,6 +76,17 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+
+
+def median_result(results: list[Result]) -> Result:
+    """Median of each figure across rounds; errors are summed."""
+    return Result(
+        results[0].name,
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -167,21 +180,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements of each server")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--kind", default="Itinerary", choices=["Itinerary", "Profile", "FOP"])
-    parser.add_argument(
-        "--python-client", action="store_true", help="use the asyncio client even if wrk exists"
-    )
+    parser.add_argument("--python-client", action="store_true", help="use the asyncio client even with wrk")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "bare_app.py").write_text(BARE_APP)
-        embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(workdir / "redis").start()
-        env = dict(os.environ, PYTHONPATH=str(workdir), TOKEN_ENCRYPTION_KEY=generate_key(), LOG_LEVEL="INFO")
-        if embedded is not None:
-            env["REDIS_URL"] = embedded.url
-        uvicorn_cmd = [
+    servers = {
+        "bare starlette": [
             sys.executable,
             "-m",
             "uvicorn",
@@ -189,34 +195,45 @@ def main() -> None:
             "--no-access-log",
             "--log-level",
             "warning",
-        ]
-        ours_cmd = [
+        ],
+        "concur-postback serve": [
             sys.executable,
             "-m",
             "concur_postback.cli",
             "serve",
             "--host",
             "127.0.0.1",
-            "--workers",
-            "1",
-        ]
+        ],
+    }
+    rounds: dict[str, list[Result]] = {name: [] for name in servers}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "bare_app.py").write_text(BARE_APP)
+        embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(workdir / "redis").start()
+        env = dict(os.environ, PYTHONPATH=str(workdir), TOKEN_ENCRYPTION_KEY=generate_key(), LOG_LEVEL="INFO")
+        if embedded is not None:
+            env["REDIS_URL"] = embedded.url
         try:
-            bare = measure("bare starlette", uvicorn_cmd, env, args, workdir)
-            ours = measure("concur-postback serve", ours_cmd, env, args, workdir)
+            for _ in range(args.rounds):
+                for name, command in servers.items():
+                    rounds[name].append(measure(name, command, env, args, workdir))
         finally:
             if embedded is not None:
                 embedded.stop()
 
+    bare, ours = (median_result(results) for results in rounds.values())
     client = "wrk" if shutil.which("wrk") and not args.python_client else "asyncio client"
+    redis = "REDIS_URL" if embedded is None else "embedded (AOF everysec)"
     print(
-        f"ingest: {args.kind} postbacks, {args.connections} connections, {args.duration}s, {client}, "
-        f"{os.cpu_count()} CPUs, redis {'REDIS_URL' if embedded is None else 'embedded (AOF everysec)'}\n"
+        f"ingest: {args.kind} postbacks, {args.connections} connections, {args.rounds} x {args.duration} s,"
     )
-    print("| server | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|")
-    for result in (bare, ours):
+    print(f"{client}, {os.cpu_count()} CPUs, one uvicorn worker each, redis {redis}\n")
+    print("| server | req/s (median) | p50 ms | p99 ms | errors | req/s per round |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, result in (("bare starlette", bare), ("concur-postback serve", ours)):
         figures = f"{result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors}"
-        print(f"| {result.name} | {figures} |")
+        each = ", ".join(f"{r.rps:,.0f}" for r in rounds[name])
+        print(f"| {name} | {figures} | {each} |")
     print(f"\nratio ours / bare: {ours.rps / bare.rps:.2f} (target >= 0.30 with p99 <= 20 ms)")
 
 

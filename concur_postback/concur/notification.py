@@ -117,7 +117,7 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
         raise InvalidPostback(
             "unexpected_document", f"expected <Notification>, got <{local_name(root)[:64]}>"
         )
-    fields = {name: values[0] for name, values in child_texts(root).items()}
+    fields = child_texts(root)
     object_type = fields.get("ObjectType")
     if object_type is not None and object_type.upper() != "ITINERARY":
         raise InvalidPostback("object_type_mismatch", "ObjectType must be ITINERARY for type=Itinerary")
@@ -139,13 +139,17 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
     )
 
 
+_KINDS = {kind.value: kind for kind in Kind}
+_EVENT_TYPES = {event.value: event for event in EventType}
+
+
 def _kind(value: str | None) -> Kind:
     if not value:
         raise InvalidPostback("missing_type", "type is required (Itinerary, FOP or Profile)")
-    try:
-        return Kind(value.lower())
-    except ValueError:
-        raise InvalidPostback("invalid_type", "type must be Itinerary, FOP or Profile") from None
+    kind = _KINDS.get(value.lower())
+    if kind is None:
+        raise InvalidPostback("invalid_type", "type must be Itinerary, FOP or Profile")
+    return kind
 
 
 def _company_user(userid_type: str | None, userid_value: str | None) -> tuple[str | None, str | None]:
@@ -164,10 +168,10 @@ def _company_user(userid_type: str | None, userid_value: str | None) -> tuple[st
 def _event_type(value: str | None) -> EventType:
     if not value:
         raise InvalidPostback("missing_field", "EventType is required")
-    try:
-        return EventType(value.upper())
-    except ValueError:
-        raise InvalidPostback("invalid_event_type", "EventType must be CREATE, UPDATE or CANCEL") from None
+    event = _EVENT_TYPES.get(value.upper())
+    if event is None:
+        raise InvalidPostback("invalid_event_type", "EventType must be CREATE, UPDATE or CANCEL")
+    return event
 
 
 def _event_time(value: str | None) -> str | None:

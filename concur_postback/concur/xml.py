@@ -57,12 +57,14 @@ def local_name(element: etree._Element) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def child_texts(element: etree._Element) -> dict[str, list[str]]:
-    """Map each child element's local name to its texts (stripped), in document order."""
-    texts: dict[str, list[str]] = {}
+def child_texts(element: etree._Element) -> dict[str, str]:
+    """Map each child element's local name to its text (stripped); the first occurrence wins."""
+    texts: dict[str, str] = {}
     for child in element.iterchildren(etree.Element):
-        text = child.text if len(child) == 0 else "".join(map(str, child.itertext()))
-        texts.setdefault(local_name(child), []).append((text or "").strip())
+        name = local_name(child)
+        if name not in texts:
+            text = child.text if len(child) == 0 else "".join(map(str, child.itertext()))
+            texts[name] = (text or "").strip()
     return texts
 
 

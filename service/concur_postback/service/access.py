@@ -40,8 +40,6 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope[REQUEST_ID_KEY] = _request_id(scope)
-        # Each request runs in its own task with a copy of an empty context: no clearing needed.
-        structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
         header = (b"x-request-id", request_id.encode())
@@ -65,6 +63,7 @@ class AccessLogMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 client=scope["client"][0] if scope.get("client") else None,
+                request_id=request_id,
             )
 
 

@@ -32,7 +32,8 @@ class Committer:
         self._settings = settings
         self._max_batch = settings.ingest_max_batch
         self._timeout = settings.redis_timeout_seconds
-        self._queue: asyncio.Queue[tuple[IngestArgs, asyncio.Future[IngestResult]]] = asyncio.Queue()
+        self._waiting: list[tuple[IngestArgs, asyncio.Future[IngestResult]]] = []
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -43,21 +44,23 @@ class Committer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+        waiting, self._waiting = self._waiting, []
+        for _, future in waiting:
             if not future.done():
                 future.set_exception(StoreUnavailable("server is shutting down"))
 
     async def submit(self, call: IngestArgs) -> IngestResult:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((call, future))
+        self._waiting.append((call, future))
+        self._wakeup.set()
         return await future
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            await self._wakeup.wait()
+            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            if not self._waiting:
+                self._wakeup.clear()
             try:
                 results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
             except (RedisError, OSError, TimeoutError) as exc:
