@@ -98,7 +98,8 @@ class _Sink:
 
     def drain(self) -> None:
         with self._write_lock:  # one drain at a time, so batches go out in order
-            # print() writes a line and its newline in two calls: write whole lines only, keep the rest.
+            # Write whole lines only, keep a partial one (a writer that sends a line and its newline in
+            # two calls, like print(), must not be cut between them).
             with self._lock:
                 text = "".join(self._lines)
                 whole = text.rfind("\n") + 1
@@ -159,7 +160,7 @@ def configure(level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: Text
     structlog.configure(
         processors=[*shared, _renderer(fmt, out)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(_SINK),  # type: ignore[arg-type]
+        logger_factory=structlog.WriteLoggerFactory(_SINK),  # type: ignore[arg-type]  # one write per line
         cache_logger_on_first_use=True,
     )
     _route_stdlib(level, shared, _renderer(fmt, out), out)

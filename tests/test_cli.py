@@ -46,7 +46,10 @@ class Process:
                 raise AssertionError(f"process exited before {event!r}:\n{''.join(self.lines)}")
             self.lines.append(line)
             if line.startswith("{"):
-                entry = orjson.loads(line)
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise AssertionError(f"a log line is not one JSON object: {line!r}") from None
                 text = str(entry.get("event"))
                 if text == event or (prefix and text.startswith(event)):
                     return entry
