@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import orjson
@@ -25,10 +27,13 @@ CLI = [sys.executable, "-m", "concur_postback.cli"]
 class Process:
     """A child process whose JSON log lines can be awaited one event at a time."""
 
+    started: ClassVar[list[Process]] = []  # no_leftover_processes kills what a failed test left
+
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.popen = subprocess.Popen(
-            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
+        Process.started.append(self)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -64,6 +69,16 @@ class Process:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    yield
+    while Process.started:
+        process = Process.started.pop()
+        if process.popen.poll() is None:
+            os.killpg(process.popen.pid, signal.SIGKILL)  # the whole group: `run` has children
+            process.popen.wait()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
