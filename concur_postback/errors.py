@@ -14,13 +14,22 @@ class ConfigurationError(ConcurPostbackError):
     """A setting is missing or contradicts another; raised at start-up."""
 
 
-class InvalidPostback(ConcurPostbackError):
-    """A postback that must be refused with 400. ``code`` is stable and machine-readable."""
+class InvalidInput(ConcurPostbackError):
+    """Input we refuse to read. ``code`` is stable and machine-readable, ``detail`` for people."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+
+
+class InvalidPostback(InvalidInput):
+    """A postback that must be refused with 400."""
+
+
+class InvalidDocument(InvalidInput):
+    """A trip, profile or form of payment fetched from Concur that cannot be read (malformed XML,
+    unexpected root). Permanent: fetching it again returns the same document."""
 
 
 class PayloadTooLarge(ConcurPostbackError):

@@ -11,7 +11,7 @@ import threading
 
 from lxml import etree
 
-from concur_postback.errors import InvalidPostback
+from concur_postback.errors import InvalidInput, InvalidPostback
 
 _local = threading.local()
 
@@ -33,21 +33,21 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def parse_document(data: bytes) -> etree._Element:
-    """Parse bytes (any declared encoding, optional BOM) into a root element, or raise InvalidPostback."""
+def parse_document(data: bytes, error: type[InvalidInput] = InvalidPostback) -> etree._Element:
+    """Parse bytes (any declared encoding, optional BOM) into a root element, or raise ``error``."""
     if not data.strip():
-        raise InvalidPostback("empty_body", "an XML body is required")
+        raise error("empty_body", "an XML body is required")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        raise InvalidPostback("malformed_xml", f"body is not well-formed XML: {_first_line(exc)}") from None
+        raise error("malformed_xml", f"not well-formed XML: {_first_line(exc)}") from None
     except (ValueError, LookupError) as exc:  # unknown or unsupported declared encoding
-        raise InvalidPostback("malformed_xml", f"body cannot be decoded: {_first_line(exc)}") from None
+        raise error("malformed_xml", f"cannot be decoded: {_first_line(exc)}") from None
     if root is None:
-        raise InvalidPostback("malformed_xml", "body has no root element")
+        raise error("malformed_xml", "no root element")
     docinfo = root.getroottree().docinfo
     if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None:
-        raise InvalidPostback("dtd_forbidden", "documents with a DOCTYPE are refused")
+        raise error("dtd_forbidden", "documents with a DOCTYPE are refused")
     return root
 
 
