@@ -85,6 +85,18 @@ def run(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", help="Interface to listen on.")
+@click.option("--port", default=8081, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--latency-ms", default=0, type=click.IntRange(0, 60_000), help="Delay before every answer.")
+def simulate(host: str, port: int, latency_ms: int) -> None:
+    """Run a Concur API simulator (trips, profiles, FOP; faults injected over HTTP)."""
+    from concur_postback.simulator import run_simulator  # noqa: PLC0415
+
+    _settings()
+    run_simulator(host, port, latency_ms)
+
+
+@main.command()
 def genkey() -> None:
     """Print a new TOKEN_ENCRYPTION_KEY."""
     from concur_postback.tokens import generate_key  # noqa: PLC0415

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
 
+    # Workers: fetching from Concur and delivering to sinks.
+    sinks: str = "log:"
+    concur_auth_scheme: str = Field(default="OAuth", pattern=r"^(OAuth|Bearer)$")
+    concur_profile_version: str = Field(default="v2.0", pattern=r"^v[12]\.0$")
+    concur_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    concur_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    concur_max_rps: float = Field(default=50.0, gt=0)
+    concur_max_in_flight: int = Field(default=32, ge=1, le=1024)
+    fetch_attempts: int = Field(default=5, ge=1, le=20)
+    fetch_backoff_seconds: float = Field(default=1.0, ge=0)
+    fetch_backoff_max_seconds: float = Field(default=20.0, ge=0)
+    worker_maintenance_seconds: int = Field(default=15, ge=1)
+
     @field_validator("concur_allowed_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:

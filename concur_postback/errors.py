@@ -46,3 +46,29 @@ class StoreUnavailable(ConcurPostbackError):
 
 class TokenDecryptionError(ConcurPostbackError):
     """A stored token cannot be decrypted (wrong TOKEN_ENCRYPTION_KEY, or expired)."""
+
+
+class FetchError(ConcurPostbackError):
+    """Concur did not give us the document. ``status`` is the HTTP status, None for network errors."""
+
+    def __init__(self, detail: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RetryableFetch(FetchError):
+    """429, 5xx, a timeout or a connection error: worth another attempt after a pause."""
+
+
+class PermanentFetch(FetchError):
+    """401/403 (token revoked or not permitted), 404, other 4xx: another attempt changes nothing."""
+
+
+class HostNotAllowed(PermanentFetch):
+    """A URL that is not on an allowed Concur host: the token is never sent there."""
+
+
+class DeliveryFailed(ConcurPostbackError):
+    """Some notifications of a job could not be delivered after their last attempt; the message
+    lists each with its reason. The job lands in RQ's failed registry with this message."""

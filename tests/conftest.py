@@ -157,11 +157,16 @@ class LiveServer:
 
 def serve_app(settings: Settings) -> Iterator[LiveServer]:
     """Run the real app under a real uvicorn on a listening socket in a background thread."""
+    yield from serve_asgi(create_app(settings))
+
+
+def serve_asgi(app: Any) -> Iterator[LiveServer]:
+    """Serve any ASGI app with uvicorn on a socket in a background thread, for as long as iterated."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts: no start-up polling
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), access_log=False, log_config=None, lifespan="on")
+    config = uvicorn.Config(app, access_log=False, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

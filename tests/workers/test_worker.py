@@ -1,8 +1,11 @@
-"""Burst workers process what the web tier stored and retire it; status counts add up."""
+"""Burst workers retire what the web tier stored; status counts add up; keys are checked at start."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from pydantic import SecretStr
 from redis import Redis
 from rq.registry import FailedJobRegistry
 
@@ -14,57 +17,65 @@ from concur_postback.tokens import generate_key
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import job_queue, run_worker
 from tests.conftest import TOKEN, CapturedLogs, profiles, store
+from tests.workers.conftest import Pipeline, Simulator
 
 
 def test_burst_worker_processes_everything_and_status_follows(
-    redis: Redis, settings: Settings, captured_logs: CapturedLogs
+    pipeline: Pipeline, redis: Redis, captured_logs: CapturedLogs
 ) -> None:
-    ids = [record.id for record in store(redis, settings, profiles(7))]
-    before = collect(redis, settings.queue_name)
+    ids = [record.id for record in store(redis, pipeline.settings, profiles(7))]
+    before = collect(redis, pipeline.settings.queue_name)
     assert before["pending"] == 7 and before["inbox"] == 7
     assert before["oldest_pending_seconds"] >= 0
     assert "pending notifications : 7" in render(before)
 
-    run_worker(settings, burst=True)
+    pipeline.work()
 
-    after = collect(redis, settings.queue_name)
+    after = collect(redis, pipeline.settings.queue_name)
     assert after["pending"] == 0
     assert after["inbox"] == 0
     assert after["jobs"] == {"queued": 0, "started": 0, "failed": 0}
-    assert sorted(entry["id"] for entry in captured_logs.named("notification.processed")) == sorted(ids)
+    assert sorted(entry["id"] for entry in captured_logs.named("notification.delivered")) == sorted(ids)
+    assert sorted(event["notification_id"] for event in pipeline.events()) == sorted(ids)
     assert all(redis.get(RECORD_PREFIX + ident) is None for ident in ids)  # the encrypted token is gone too
     assert not list(redis.scan_iter(COALESCE_PREFIX + "*"))  # a later profile change queues again
     assert TOKEN not in captured_logs.text
 
 
-def test_itinerary_dedup_keys_outlive_processing(redis: Redis, settings: Settings) -> None:
-    note = ItineraryNotification(
-        "https://www.concursolutions.com/api/travel/trip/v1.1/T1",
-        "T1",
-        EventType.UPDATE,
-        "2024-01-01T00:00:00",
-        None,
-    )
-    [record] = store(redis, settings, [Postback(Kind.ITINERARY, OAuthToken(TOKEN), itinerary=note)])
-    run_worker(settings, burst=True)
+def test_itinerary_dedup_keys_outlive_processing(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    uri = f"{simulator.url}/api/travel/trip/v1.1/T1"
+    note = ItineraryNotification(uri, "T1", EventType.UPDATE, "2024-01-01T00:00:00", None)
+    [record] = store(redis, pipeline.settings, [Postback(Kind.ITINERARY, OAuthToken(TOKEN), itinerary=note)])
+    pipeline.work()
     assert redis.zcard(PENDING_KEY) == 0
     assert record.dedup_key.startswith(SEEN_PREFIX)
     assert redis.get(record.dedup_key).decode() == record.id  # a late redelivery is still a duplicate
 
 
-def test_a_worker_with_another_key_fails_the_job_with_a_readable_reason(redis: Redis, make_settings) -> None:
-    store(redis, make_settings(), profiles(1))
-    run_worker(make_settings(token_encryption_key=generate_key()), burst=True)
-    status = collect(redis, "concur-postback")
+def test_a_worker_with_another_key_fails_the_job_with_a_readable_reason(
+    pipeline: Pipeline, redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    store(redis, pipeline.settings, profiles(1))
+    run_worker(
+        pipeline.settings.model_copy(update={"token_encryption_key": SecretStr(generate_key())}), burst=True
+    )
+    status = collect(redis, pipeline.settings.queue_name)
     assert status["pending"] == 1
     assert status["jobs"]["failed"] == 1
-    [job] = [
-        job_queue(redis, make_settings()).fetch_job(ident)
-        for ident in FailedJobRegistry(queue=job_queue(redis, make_settings())).get_job_ids()
-    ]
-    assert "cannot be decrypted" in job.latest_result().exc_string
+    queue = job_queue(redis, pipeline.settings)
+    [job_id] = FailedJobRegistry(queue=queue).get_job_ids()
+    assert "cannot be decrypted" in queue.fetch_job(job_id).latest_result().exc_string
 
 
-def test_a_malformed_key_is_refused_at_start(make_settings) -> None:
+def test_a_malformed_key_is_refused_at_start(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigurationError, match="32 random bytes"):
         run_worker(make_settings(token_encryption_key="not-a-key"), burst=True)
+
+
+def test_an_unusable_sink_is_refused_at_start(make_settings: Callable[..., Settings]) -> None:
+    for sinks, message in (("kafka://x", "unknown sink scheme"), ("file://relative.jsonl", "absolute path"),
+                           ("file:///no/such/dir/e.jsonl", "does not exist"), ("", "empty")):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=message):
+            run_worker(make_settings(sinks=sinks), burst=True)

@@ -1,22 +1,23 @@
-"""RQ job bodies. One job processes a batch of stored notifications (see pump.py).
-
-Until the fetch-and-deliver pipeline lands, processing a notification means: read its record, check
-that its token decrypts with this worker's key, log it, and retire it from the pending set.
-"""
+"""RQ job bodies. One job processes a batch of stored notifications (see pump.py and pipeline.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import structlog
-from redis import Redis
+from redis.asyncio import Redis
 from rq import get_current_job
 
+from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings, load_settings
-from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, Record
+from concur_postback.errors import ConfigurationError, DeliveryFailed
+from concur_postback.sinks import Sink, build_sinks
 from concur_postback.tokens import TokenVault, vault_from_settings
+from concur_postback.workers.pipeline import Processor
+from concur_postback.workers.runtime import AsyncRuntime
 
 log = structlog.get_logger("concur_postback.jobs")
+DEADLINE_MARGIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,38 @@ class WorkerContext:
 
     settings: Settings
     vault: TokenVault
+    runtime: AsyncRuntime
+    processor: Processor
 
 
 _context: WorkerContext | None = None
 
 
 def install(settings: Settings) -> WorkerContext:
-    """Build the process's context (raising ConfigurationError now, not at the first job)."""
+    """Build the process's context; configuration errors (key, sinks) surface now, not at the first job."""
     global _context  # noqa: PLW0603 - one context per worker process, by design
-    _context = WorkerContext(settings, vault_from_settings(settings))
+    if settings.redis_url is None:
+        raise ConfigurationError("REDIS_URL is not set")
+    vault = vault_from_settings(settings)
+    sinks = build_sinks(settings.sinks)
+    runtime = AsyncRuntime()
+    processor = runtime.run(_processor(settings, vault, sinks))
+    _context = WorkerContext(settings, vault, runtime, processor)
     return _context
+
+
+async def _processor(settings: Settings, vault: TokenVault, sinks: list[Sink]) -> Processor:
+    # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
+    redis = Redis.from_url(settings.redis_url or "", socket_connect_timeout=settings.redis_timeout_seconds)
+    return Processor(settings, redis, ConcurClient(settings), sinks, vault)
+
+
+def uninstall() -> None:
+    global _context  # noqa: PLW0603
+    if _context is not None:
+        _context.runtime.run(_context.processor.aclose())
+        _context.runtime.stop()
+        _context = None
 
 
 def context() -> WorkerContext:
@@ -42,37 +65,14 @@ def context() -> WorkerContext:
 
 
 def process_notifications(ids: list[str]) -> dict[str, int]:
+    ctx = context()
     job = get_current_job()
-    if job is None:
-        raise RuntimeError("process_notifications must run inside an RQ job")
-    counts = {"processed": 0, "expired": 0}
-    for notification_id in ids:
-        counts["processed" if _process(job.connection, notification_id) else "expired"] += 1
-    return counts
-
-
-def _process(redis: Redis, notification_id: str) -> bool:
-    raw = redis.get(RECORD_PREFIX + notification_id)
-    if raw is None:
-        log.warning("notification.expired", id=notification_id)
-        redis.zrem(PENDING_KEY, notification_id)
-        return False
-    record = Record.from_json(raw)
-    # Proves the key matches; the fetch itself comes with the next issue.
-    context().vault.decrypt(record.token, bound_to=record.id)
-    log.info(
-        "notification.processed",
-        id=record.id,
-        kind=record.kind.value,
-        subject=record.subject,
-        trip_id=record.trip_id,
-        event_type=record.event_type,
-        request_id=record.request_id,
-    )
-    with redis.pipeline(transaction=True) as pipe:
-        if record.dedup_key.startswith(COALESCE_PREFIX):
-            pipe.delete(record.dedup_key)  # a later change to this traveller must be queued again
-        pipe.zrem(PENDING_KEY, record.id)
-        pipe.delete(RECORD_PREFIX + record.id)
-        pipe.execute()
-    return True
+    timeout = (job.timeout if job is not None and job.timeout else None) or ctx.settings.job_timeout_seconds
+    outcomes = ctx.runtime.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
+    failed = [o for o in outcomes if not o.delivered and o.reason != "expired"]
+    if failed:
+        if job is not None:
+            job.retries_left = 0  # each notification has had its attempts: RQ must not run them again
+        reasons = "; ".join(f"{o.notification_id}: {o.reason}" for o in failed)
+        raise DeliveryFailed(f"{len(failed)} of {len(ids)} notification(s) not delivered: {reasons}")
+    return {"delivered": sum(o.delivered for o in outcomes), "expired": len(outcomes) - len(failed)}

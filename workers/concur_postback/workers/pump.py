@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
-from rq import Queue
+from rq import Queue, Retry
 
 from concur_postback.config import Settings
 from concur_postback.inbox import INBOX_KEY, PUMP_LOCK_KEY, PUMPING_KEY
@@ -42,6 +42,13 @@ end
 return 0
 """
 
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 class Pump:
     def __init__(
@@ -54,9 +61,14 @@ class Pump:
         self._owner = secrets.token_hex(8)
         self._move = redis.register_script(_MOVE_SCRIPT)
         self._lease = redis.register_script(_LEASE_SCRIPT)
+        self._release = redis.register_script(_RELEASE_SCRIPT)
 
     def hold_lease(self) -> bool:
         return bool(self._lease(keys=[PUMP_LOCK_KEY], args=[self._owner, LEASE_MS]))
+
+    def release_lease(self) -> None:
+        """Hand the lease on at once instead of after it lapses (a stopping worker)."""
+        self._release(keys=[PUMP_LOCK_KEY], args=[self._owner])
 
     def pump_once(self, block_seconds: int) -> int:
         """Enqueue one batch; wait up to ``block_seconds`` for work. Return how many ids were enqueued."""
@@ -106,6 +118,7 @@ class Pump:
                     timeout=settings.job_timeout_seconds,
                     result_ttl=600,
                     failure_ttl=7 * 24 * 3600,
+                    retry=Retry(max=3),  # re-run if abandoned by a killed worker; delivered ones are skipped
                     description=f"process {len(ids)} notification(s)",
                 )
                 self._queue.enqueue_many([job], pipeline=pipe)

@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
-from concur_postback.workers.jobs import install, process_notifications
+from concur_postback.workers.jobs import install, process_notifications, uninstall
 from concur_postback.workers.pump import Pump
 
 log = structlog.get_logger("concur_postback.worker")
@@ -35,21 +35,33 @@ def make_pump(redis: Redis, settings: Settings) -> Pump:
     return Pump(redis, job_queue(redis, settings), settings, process_notifications)
 
 
-def run_worker(settings: Settings, burst: bool = False) -> bool:
-    """Work until stopped (or, with ``burst``, until nothing is left). Return False if a job failed."""
+def run_worker(settings: Settings, burst: bool = False) -> None:
+    """Work until stopped (or, with ``burst``, until nothing is left)."""
     install(settings)
     redis = connect(settings)
     queue = job_queue(redis, settings)
     pump = make_pump(redis, settings)
-    worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer)
-    if burst:
-        pump.drain()
-        return bool(worker.work(burst=True, logging_level=settings.log_level))
+    # An abandoned job (its worker killed) is noticed when its heartbeat lapses, ~60 s after its
+    # last one, at the next registry clean-up: every WORKER_MAINTENANCE_SECONDS instead of 10 min.
+    worker = SimpleWorker(
+        [queue],
+        connection=redis,
+        serializer=JSONSerializer,
+        maintenance_interval=settings.worker_maintenance_seconds,
+        job_monitoring_interval=5,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=pump.run, args=(stop,), name="pump", daemon=True)
-    thread.start()
     try:
-        return bool(worker.work(logging_level=settings.log_level))
+        if burst:
+            pump.drain()
+            worker.work(burst=True, logging_level=settings.log_level)
+            return
+        thread.start()
+        worker.work(logging_level=settings.log_level)
     finally:
         stop.set()
-        thread.join(timeout=5)
+        if thread.is_alive():
+            thread.join(timeout=5)
+        pump.release_lease()
+        uninstall()

@@ -1,0 +1,104 @@
+"""The event every sink receives: one JSON object per change, never the token.
+
+``id`` is stable: the same change yields the same id however often it is processed, so a sink can
+be idempotent on it. An itinerary change is named by its notification (kind, subject, trip, event
+type, event time); a profile or FOP change by the content Concur returned (digest of the parsed
+record), since those notifications name no change. The JSON Schema is `schemas/event.schema.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from concur_postback.inbox import Record
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """Why there is no ``data``: a permanent answer from Concur (401/403: token revoked or not permitted)."""
+
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    kind: str  # itinerary | profile | fop
+    event_type: str  # CREATE | UPDATE | CANCEL; UPDATE for profile and fop; ERROR when fetching was refused
+    received_at: str  # when the postback arrived (ISO 8601, UTC)
+    fetched_at: str | None  # when Concur answered; None when there is no document (cancelled trip, error)
+    notification_id: str
+    request_id: str | None  # the postback's x-request-id: follows the change through the logs
+    subject: str  # "login:<id>" for company notifications, else a pseudonym of the traveller's token
+    login_id: str | None  # from the fetched document, when it says
+    userid_type: str | None
+    userid_value: str | None
+    trip_id: str | None
+    object_uri: str | None
+    event_time: str | None  # EventDateTime of an itinerary notification
+    data: object | None  # Trip, Profile or FormOfPayment; None for a cancelled trip that is gone, or an error
+    error: FetchFailure | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+def iso(epoch_ms: float) -> str:
+    return _utc(datetime.fromtimestamp(epoch_ms / 1000, UTC))
+
+
+def now_iso() -> str:
+    return _utc(datetime.now(UTC))
+
+
+def _utc(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_id(record: Record, data: object | None, event_type: str) -> str:
+    parts = [record.kind.value, record.subject, record.trip_id or "", event_type]
+    if record.event_time is not None and record.kind.value == "itinerary":
+        parts.append(record.event_time)
+    elif event_type == "ERROR":
+        parts.append(record.id)
+    else:
+        parts.append(hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest())
+    return "evt_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def build_event(
+    record: Record,
+    data: object | None,
+    *,
+    event_type: str | None = None,
+    fetched_at: str | None = None,
+    login_id: str | None = None,
+    error: FetchFailure | None = None,
+) -> Event:
+    kind_event = event_type or record.event_type or "UPDATE"
+    return Event(
+        id=event_id(record, data, kind_event),
+        kind=record.kind.value,
+        event_type=kind_event,
+        received_at=iso(record.received_ms),
+        fetched_at=fetched_at,
+        notification_id=record.id,
+        request_id=record.request_id,
+        subject=record.subject,
+        login_id=login_id or (record.userid_value if record.userid_type == "login" else None),
+        userid_type=record.userid_type,
+        userid_value=record.userid_value,
+        trip_id=record.trip_id,
+        object_uri=record.object_uri,
+        event_time=record.event_time,
+        data=data,
+        error=error,
+    )

@@ -1,0 +1,183 @@
+"""From a stored notification to an event in every sink: fetch, parse, deliver, record.
+
+A job hands a batch of notification ids to ``Processor.process_batch``; all of them are processed
+concurrently (the Concur client's per-host limits bound what is in flight), so RQ's per-job cost is
+paid once per batch and a 100 ms Concur round trip does not cap a worker at 10 notifications/s.
+
+Each notification is retried on its own (429/5xx/timeouts, with exponential backoff and jitter,
+honouring Retry-After, within the job's time budget). Once its event is in every sink the worker
+records it as done, atomically with retiring the record (and its encrypted token): a re-run of the
+job after a crash skips it, so a change is not delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from concur_postback.concur.client import ConcurClient
+from concur_postback.concur.fop import parse_fop
+from concur_postback.concur.notification import Kind
+from concur_postback.concur.profiles import parse_profile
+from concur_postback.concur.trips import parse_trip
+from concur_postback.config import Settings
+from concur_postback.errors import (
+    FetchError,
+    InvalidDocument,
+    PermanentFetch,
+    RetryableFetch,
+    TokenDecryptionError,
+)
+from concur_postback.events import Event, FetchFailure, build_event, now_iso
+from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, PREFIX, RECORD_PREFIX, Record
+from concur_postback.sinks import Sink
+from concur_postback.tokens import TokenVault
+
+log = structlog.get_logger("concur_postback.pipeline")
+
+DONE_PREFIX = PREFIX + "done:"
+PARSERS: dict[Kind, Callable[[bytes], object]] = {
+    Kind.ITINERARY: parse_trip,
+    Kind.PROFILE: parse_profile,
+    Kind.FOP: parse_fop,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    notification_id: str
+    delivered: bool
+    reason: str  # "delivered", "already delivered", "expired", or why it failed
+
+
+class GiveUp(Exception):
+    """No further attempt fits: Retry-After beyond the budget, or the job's deadline is near."""
+
+
+class Processor:
+    def __init__(
+        self, settings: Settings, redis: Redis, client: ConcurClient, sinks: list[Sink], vault: TokenVault
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._client = client
+        self._sinks = sinks
+        self._vault = vault
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        for sink in self._sinks:
+            await sink.aclose()
+        await self._redis.aclose()
+
+    async def process_batch(self, ids: list[str], budget_seconds: float) -> list[Outcome]:
+        deadline = time.monotonic() + budget_seconds
+        raws = await self._redis.mget([RECORD_PREFIX + ident for ident in ids])
+        work = (self._process(ident, raw, deadline) for ident, raw in zip(ids, raws, strict=True))
+        return list(await asyncio.gather(*work))
+
+    async def _process(self, notification_id: str, raw: bytes | str | None, deadline: float) -> Outcome:
+        if raw is None:
+            log.warning("notification.expired", id=notification_id)
+            await self._redis.zrem(PENDING_KEY, notification_id)
+            return Outcome(notification_id, False, "expired")
+        record = Record.from_json(raw)
+        bound = structlog.get_logger("concur_postback.pipeline").bind(
+            id=record.id, kind=record.kind.value, request_id=record.request_id
+        )
+        if await self._redis.exists(DONE_PREFIX + record.id):
+            await self._retire(record)
+            return Outcome(record.id, True, "already delivered")
+        await self._release_coalescing(record)
+        try:
+            event = await self._event(record, deadline)
+        except (FetchError, InvalidDocument, GiveUp, TokenDecryptionError) as exc:
+            bound.warning("notification.failed", reason=str(exc))
+            return Outcome(record.id, False, str(exc))
+        payload = event.to_json()
+        for sink in self._sinks:
+            try:
+                await sink.deliver(event, payload)
+            except Exception as exc:
+                reason = f"sink {sink.name} failed: {type(exc).__name__}: {exc}"
+                bound.warning("notification.failed", reason=reason, event_id=event.id)
+                return Outcome(record.id, False, reason)
+        await self._retire(record, done=True)
+        bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
+        return Outcome(record.id, True, "delivered")
+
+    async def _event(self, record: Record, deadline: float) -> Event:
+        token = self._vault.decrypt(record.token, bound_to=record.id)
+        user = None
+        if record.userid_type and record.userid_value:
+            user = (record.userid_type, record.userid_value)
+        try:
+            body = await self._fetch(
+                record, lambda: self._client.fetch(record.kind, token, record.object_uri, user), deadline
+            )
+        except PermanentFetch as exc:
+            if exc.status == 404 and record.event_type == "CANCEL":
+                return build_event(record, None)  # the trip is gone: deliver what the notification said
+            if exc.status in (401, 403):
+                log.warning("fetch.unauthorized", id=record.id, kind=record.kind.value, status=exc.status,
+                            request_id=record.request_id)  # fmt: skip
+                return build_event(record, None, event_type="ERROR", error=FetchFailure(exc.status, str(exc)))
+            raise
+        data = PARSERS[record.kind](body)
+        return build_event(record, data, fetched_at=now_iso(), login_id=getattr(data, "login_id", None))
+
+    async def _fetch(
+        self, record: Record, attempt: Callable[[], Coroutine[Any, Any, bytes]], deadline: float
+    ) -> bytes:
+        settings = self._settings
+
+        def wait(state: RetryCallState) -> float:
+            exponential = settings.fetch_backoff_seconds * 2 ** (state.attempt_number - 1)
+            backoff = min(settings.fetch_backoff_max_seconds, exponential)
+            delay = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not cryptography
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+            if retry_after is not None:
+                if retry_after > settings.fetch_backoff_max_seconds:
+                    raise GiveUp(f"{exc}; Concur asked to retry after {retry_after:.0f} s")
+                delay = max(delay, retry_after)
+            if time.monotonic() + delay > deadline:
+                raise GiveUp(f"{exc} after {state.attempt_number} attempt(s); no time left in this job")
+            log.info("fetch.retry", id=record.id, attempt=state.attempt_number, wait_s=round(delay, 2),
+                     reason=str(exc), request_id=record.request_id)  # fmt: skip
+            return delay
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.fetch_attempts),
+            wait=wait,
+            retry=retry_if_exception_type(RetryableFetch),
+            reraise=True,
+        )
+        body = b""
+        async for try_ in retrying:
+            with try_:
+                body = await attempt()
+        return body
+
+    async def _release_coalescing(self, record: Record) -> None:
+        """Let a change that lands from now on queue again (this fetch may already miss it)."""
+        if not record.dedup_key.startswith(COALESCE_PREFIX):
+            return
+        if await self._redis.get(record.dedup_key) == record.id.encode():
+            await self._redis.delete(record.dedup_key)
+
+    async def _retire(self, record: Record, done: bool = False) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if done:
+                pipe.set(DONE_PREFIX + record.id, b"1", ex=self._settings.dedup_ttl_seconds)
+            pipe.zrem(PENDING_KEY, record.id)
+            pipe.delete(RECORD_PREFIX + record.id)
+            await pipe.execute()
