@@ -31,6 +31,7 @@ from concur_postback.embedded import EmbeddedRedis
 from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
 from concur_postback.service.app import create_app
 from concur_postback.tokens import generate_key, vault_from_settings
+from tests.processes import kill_leftovers
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NOTIFICATION = (FIXTURES / "itinerary_notification.xml").read_bytes()  # the body in Concur's docs
@@ -127,6 +128,12 @@ class CapturedLogs:
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [entry for entry in self.events() if entry.get("event") == event]
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="session", autouse=True)

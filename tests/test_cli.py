@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import orjson
@@ -19,80 +12,9 @@ import pytest
 from concur_postback.embedded import free_port
 from concur_postback.tokens import generate_key
 from tests.conftest import NOTIFICATION, TOKEN
+from tests.processes import Process, clean_env, cli
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "concur_postback.cli"]
-
-
-class Process:
-    """A child process whose JSON log lines can be awaited one event at a time."""
-
-    started: ClassVar[list[Process]] = []  # no_leftover_processes kills what a failed test left
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.popen = subprocess.Popen(
-            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        Process.started.append(self)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for raw in self.popen.stdout:
-            self._queue.put(raw.decode(errors="replace"))
-        self._queue.put(None)
-
-    def wait_for(self, event: str, timeout: float = 30, prefix: bool = False) -> dict[str, object]:
-        while True:
-            line = self._queue.get(timeout=timeout)
-            if line is None:
-                raise AssertionError(f"process exited before {event!r}:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("{"):
-                try:
-                    entry = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise AssertionError(f"a log line is not one JSON object: {line!r}") from None
-                text = str(entry.get("event"))
-                if text == event or (prefix and text.startswith(event)):
-                    return entry
-
-    def stop(self, timeout: float = 60) -> int:
-        self.popen.send_signal(signal.SIGTERM)
-        code = self.popen.wait(timeout)
-        while (line := self._queue.get(timeout=5)) is not None:
-            self.lines.append(line)
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    yield
-    while Process.started:
-        process = Process.started.pop()
-        if process.popen.poll() is None:
-            os.killpg(process.popen.pid, signal.SIGKILL)  # the whole group: `run` has children
-            process.popen.wait()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "TOKEN_ENCRYPTION_KEY", "POSTBACK_SECRET")
-    }
-    env.update(extra)
-    return env
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture

@@ -35,9 +35,10 @@ class ProfileFields(Fields):
         self._spares: list[etree._Element] = []
 
     def text(self, *names: str) -> str | None:
-        """As `Fields.text`, but a repeat of the element, or an attribute on it, is kept for ``rest``."""
+        """As `Fields.text`, but what the text leaves out (a repeat of the element, attributes or child
+        elements on it) is kept for ``rest``."""
         found = self.all(*names)
-        self._spares.extend(e for i, e in enumerate(found) if i or _data_attributes(e))
+        self._spares.extend(e for i, e in enumerate(found) if i or _has_more_than_text(e))
         return _scrub(super().text(*names))
 
     def attr(self, *names: str) -> str | None:
@@ -96,7 +97,7 @@ class ProfileFields(Fields):
             leftover = nested.rest()
             if leftover:
                 _append(data, local_name(nested.element), leftover)
-        for spare in self._spares:
+        for spare in dict.fromkeys(self._spares):  # a field read twice is kept once
             _append(data, local_name(spare), element_data(spare))
         return data
 
@@ -105,9 +106,10 @@ def _scrub(value: str | None) -> str | None:
     return scrub_card_numbers(value) if value else value
 
 
-def _data_attributes(element: etree._Element) -> bool:
-    """Whether an element has attributes other than schema markup (`xsi:nil`, `xsi:type`)."""
-    return any(not str(key).startswith(_XSI) for key in element.attrib)
+def _has_more_than_text(element: etree._Element) -> bool:
+    """Child elements, or attributes other than schema markup (`xsi:nil`, `xsi:type`)."""
+    has_attributes = any(not str(key).startswith(_XSI) for key in element.attrib)
+    return has_attributes or next(_children(element), None) is not None
 
 
 def _children(element: etree._Element) -> Iterator[etree._Element]:

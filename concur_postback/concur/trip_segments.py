@@ -64,7 +64,7 @@ def read(cls: type[R], element: etree._Element) -> R:
     if own_text:
         extra["#text"] = scrub_card_numbers(own_text)
     for name, value in leftovers.items():
-        pass
+        _keep(extra, name, value)
     values["extra"] = extra
     return cls(**values)
 

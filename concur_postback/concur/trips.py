@@ -3,8 +3,8 @@
 `parse_trip` turns the fetched `<Itinerary>` into frozen records: Trip -> Booking -> Passenger and
 segments (`trip_segments`). Elements are matched by local name without regard to case, so the
 `http://`, `https://` and missing namespaces Concur uses all read the same. Values are kept as the
-stripped text Concur sent; anything not declared here (and Concur adds elements the XSD lacks:
-``ItinSourceName``, ``CustomAttributes``, ``AirfareQuotes``...) is in each record's ``extra``.
+stripped text Concur sent; anything not declared here (``CustomAttributes``, ``AirfareQuotes``,
+``CalculatedAirCharges`` and whatever Concur adds next) is in each record's ``extra``.
 The records serialise with ``orjson.dumps`` as they are.
 """
 

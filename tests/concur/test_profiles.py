@@ -113,11 +113,7 @@ def test_v1_supplier_response_values() -> None:
         "5555551234",
         None,
     )
-    assert (cell.type, cell.number, cell.contact_opt_in) == (
-        "Cell",
-        "4155544321",
-        True,
-    )  # v1: a child element
+    assert (cell.type, cell.number, cell.contact_opt_in) == ("Cell", "4155544321", True)  # v1: an element
     office = p.addresses[0]
     assert (office.type, office.attention_line, office.line1, office.line2) == (
         "Work",
@@ -370,10 +366,8 @@ def test_v2_identity_documents_roles_tsa_and_extras() -> None:
         "29000012345",
         "GBLON",
     )
-    assert (p.custom_fields[0].name, p.custom_fields[0].value) == (
-        "Cost Centre",
-        "HQ-42",
-    )  # v2: Name attribute
+    cost_centre = p.custom_fields[0]  # v2: a Name attribute and the value as text
+    assert (cost_centre.name, cost_centre.value) == ("Cost Centre", "HQ-42")
     assert p.emails[1].contact is False
     # Unknown elements reach consumers, wherever they sit.
     assert p.air is not None
@@ -444,6 +438,7 @@ def test_unknown_elements_and_attributes_land_in_extra() -> None:
     doc = doc.replace(b'<Telephone Type="Work">', b'<Telephone Type="Work" Verified="yes"><Sms>no</Sms>')
     doc = doc.replace(b"<Telephones>", b'<Telephones Source="HR"><Pager>1234</Pager>')
     doc = doc.replace(b"<Hotel>", b"<Hotel><PreferQuietRoom>true</PreferQuietRoom>")
+    doc = doc.replace(b"<HomeAirport>LHR</HomeAirport>", b"<HomeAirport><Code>LHR</Code></HomeAirport>")
     doc = doc.replace(
         b"</ProfileResponse>", b"<Loyalty><Tier>Gold</Tier><Tier>Plus</Tier></Loyalty></ProfileResponse>"
     )
@@ -451,7 +446,11 @@ def test_unknown_elements_and_attributes_land_in_extra() -> None:
     p = parse_profile(doc)
     assert p.general is not None
     assert (p.general.first_name, p.general.job_title) == ("Ada", None)
-    assert p.general.extra == {"Nickname": "Countess", "FirstName": "Augusta"}  # a repeat is kept too
+    assert p.general.extra == {
+        "Nickname": "Countess",
+        "XmlProfileSyncID": "sync-1815",
+        "FirstName": "Augusta",
+    }
     assert p.emergency_contact is not None
     assert p.emergency_contact.address is not None
     assert p.emergency_contact.address.city == "London"
@@ -460,6 +459,9 @@ def test_unknown_elements_and_attributes_land_in_extra() -> None:
     assert p.extra["Telephones"] == {"@Source": "HR", "Pager": "1234"}  # a container's own leftovers
     assert p.hotel is not None
     assert p.hotel.extra == {"PreferQuietRoom": "true"}
+    assert p.air is not None
+    assert p.air.home_airport == "LHR"
+    assert p.air.extra["HomeAirport"] == {"Code": "LHR"}  # the structure under a text field is kept
     assert p.extra["Loyalty"] == {"Tier": ["Gold", "Plus"]}
     assert p.tsa_info is not None
     assert p.tsa_info.gender == "Female"
