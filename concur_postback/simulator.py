@@ -4,7 +4,8 @@ Serves a trip, a travel profile (v1 and v2) and a form of payment for any token,
 documented examples (the trip id and login id filled in), with a configurable latency. Faults are
 injected over HTTP, so a test can script Concur's bad days: `POST /_simulator/faults` with
 `{"match": "<substring of path or token>", "status": 503, "times": 2, "retry_after": "1",
-"delay_ms": 0}`; `GET /_simulator/requests` lists what was asked (tokens masked to the last four).
+"delay_ms": 0}` (status 0: delay, then answer normally); `GET /_simulator/requests` lists what
+was asked (tokens masked to the last four).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def create_simulator(latency_ms: int = 0, on_request: Callable[[Seen], None] | N
         delay = (fault.delay_ms if fault else 0) or state.latency_ms
         if delay:
             await asyncio.sleep(delay / 1000)
-        if fault is not None:
+        if fault is not None and fault.status:  # status 0: only the delay, then the normal answer
             seen.status = fault.status
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
             body = fault.body or f"<Error><Message>HTTP {fault.status}</Message></Error>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ from concur_postback.config import Settings, load_settings
 from concur_postback.embedded import EmbeddedRedis
 from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
 from concur_postback.service.app import create_app
+from concur_postback.simulator import Seen, create_simulator
 from concur_postback.tokens import generate_key, vault_from_settings
 from tests.processes import kill_leftovers
 
@@ -202,3 +204,33 @@ def make_server(captured_logs: CapturedLogs) -> Iterator[Callable[[Settings], Li
 @pytest.fixture
 def server(make_server: Callable[[Settings], LiveServer], settings: Settings) -> LiveServer:
     return make_server(settings)
+
+
+@dataclass
+class Simulator:
+    url: str
+    client: httpx.Client
+    arrivals: queue.Queue[Seen]
+
+    def fault(self, **fault: Any) -> None:
+        self.client.post("/_simulator/faults", json=fault).raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.client.get("/_simulator/requests").json())
+
+    def notification(self, trip: str, event: str = "UPDATE", when: str = "2026-11-22T10:00:00") -> bytes:
+        uri = f"{self.url}/api/travel/trip/v1.1/{trip}"
+        return (
+            f"<Notification><ObjectType>ITINERARY</ObjectType><ObjectURI>{uri}</ObjectURI>"
+            f"<EventDateTime>{when}</EventDateTime><EventType>{event}</EventType><Context/>"
+            f"<TripId>{trip}</TripId></Notification>"
+        ).encode()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    arrivals: queue.Queue[Seen] = queue.Queue()
+    running = serve_asgi(create_simulator(on_request=arrivals.put))
+    live = next(running)
+    yield Simulator(live.url, live.client, arrivals)
+    next(running, None)

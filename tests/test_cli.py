@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -11,15 +12,15 @@ import pytest
 
 from concur_postback.embedded import free_port
 from concur_postback.tokens import generate_key
-from tests.conftest import NOTIFICATION, TOKEN
+from tests.conftest import TOKEN, Simulator
 from tests.processes import Process, clean_env, cli
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def run_env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(DATA_DIR=str(tmp_path / "data"))
+def run_env(tmp_path: Path, simulator: Simulator) -> dict[str, str]:
+    return clean_env(DATA_DIR=str(tmp_path / "data"), CONCUR_BASE_URL=simulator.url, CONCUR_ALLOWED_HOSTS="")
 
 
 def start_run(env: dict[str, str]) -> tuple[Process, str, str]:
@@ -31,15 +32,18 @@ def start_run(env: dict[str, str]) -> tuple[Process, str, str]:
 
 
 def test_run_with_embedded_redis_end_to_end_and_data_survives_restart(
-    run_env: dict[str, str], tmp_path: Path
+    run_env: dict[str, str], tmp_path: Path, simulator: Simulator
 ) -> None:
     process, url, redis_url = start_run(run_env)
     params = {"type": "Itinerary", "oauth_token_key": TOKEN}
+    note = simulator.notification("TRIPRUN1", "CREATE")
     try:
-        first = httpx.post(url + "/postback", params=params, content=NOTIFICATION)
+        first = httpx.post(url + "/postback", params=params, content=note)
         assert first.status_code == 200 and first.json()["status"] == "accepted"
-        processed = process.wait_for("notification.processed")
-        assert processed["id"] == first.json()["id"]
+        sink_line = process.wait_for("sink.event")  # the default sink: a log line per event
+        assert sink_line["payload"]["trip_id"] == "TRIPRUN1"
+        delivered = process.wait_for("notification.delivered")
+        assert delivered["id"] == first.json()["id"]
         status = cli("status", "--json", env={**run_env, "REDIS_URL": redis_url})
         assert status.returncode == 0, status.stderr
         assert orjson.loads(status.stdout)["pending"] == 0
@@ -55,15 +59,21 @@ def test_run_with_embedded_redis_end_to_end_and_data_survives_restart(
 
     process, url, _ = start_run(run_env)  # same data directory: the same Redis data and key
     try:
-        again = httpx.post(url + "/postback", params=params, content=NOTIFICATION)
+        again = httpx.post(url + "/postback", params=params, content=note)
         assert again.json() == {"status": "duplicate", "id": first.json()["id"]}
     finally:
         assert process.stop() == 0
     assert TOKEN not in process.output
 
 
-def test_serve_then_burst_worker_and_status(redis_url: str) -> None:
-    env = clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=generate_key())
+def test_serve_then_burst_worker_and_status(redis_url: str, simulator: Simulator, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    env = clean_env(
+        REDIS_URL=redis_url,
+        TOKEN_ENCRYPTION_KEY=generate_key(),
+        CONCUR_BASE_URL=simulator.url,
+        SINKS=f"file://{events}",
+    )
     port = free_port()
     server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
     try:
@@ -81,12 +91,13 @@ def test_serve_then_burst_worker_and_status(redis_url: str) -> None:
     assert "pending notifications : 5" in cli("status", env=env).stdout
     worker = cli("worker", "--burst", env=env)
     assert worker.returncode == 0, worker.stdout + worker.stderr
-    assert worker.stdout.count('"notification.processed"') == 5
+    assert worker.stdout.count('"notification.delivered"') == 5
+    assert len(events.read_bytes().splitlines()) == 5
     assert orjson.loads(cli("status", "--json", env=env).stdout)["pending"] == 0
     assert TOKEN not in server.output + worker.stdout + worker.stderr
 
 
-@pytest.mark.parametrize("command", ["serve", "worker", "status", "run", "genkey"])
+@pytest.mark.parametrize("command", ["serve", "worker", "status", "run", "simulate", "genkey"])
 def test_every_command_has_help(command: str) -> None:
     result = cli(command, "--help", env=clean_env())
     assert result.returncode == 0
@@ -103,3 +114,42 @@ def test_invalid_setting_is_refused_at_start() -> None:
     result = cli("status", env=clean_env(MAX_BODY_BYTES="tiny"))
     assert result.returncode != 0
     assert "max_body_bytes" in result.stderr
+
+
+def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
+    redis_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    env = clean_env(
+        REDIS_URL=redis_url,
+        TOKEN_ENCRYPTION_KEY=generate_key(),
+        CONCUR_BASE_URL=simulator.url,
+        SINKS=f"file://{events}",
+        JOB_TIMEOUT_SECONDS="20",
+        WORKER_MAINTENANCE_SECONDS="2",
+    )
+    port = free_port()
+    server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
+    server.wait_for("Uvicorn running on", prefix=True)
+    simulator.fault(match="/TRIPKILL", status=0, delay_ms=30_000, times=1)  # Concur hangs on the first try
+    posted = httpx.post(
+        f"http://127.0.0.1:{port}/postback",
+        params={"type": "Itinerary", "oauth_token_key": TOKEN},
+        content=simulator.notification("TRIPKILL"),
+    )
+    ident = posted.json()["id"]
+
+    first = Process(["worker"], env)
+    assert simulator.arrivals.get(timeout=30).path.endswith("/TRIPKILL")  # the fetch is in flight ...
+    first.popen.kill()  # ... when the worker dies
+    first.popen.wait()
+    killed_at = time.monotonic()
+
+    second = Process(["worker"], env)
+    delivered = second.wait_for("notification.delivered", timeout=150)
+    recovered_after = time.monotonic() - killed_at
+    assert delivered["id"] == ident
+    assert recovered_after < 90  # RQ notices the lapsed heartbeat (~65 s) at its next clean-up
+    assert [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()] == [ident]
+    second.stop()
+    server.stop()

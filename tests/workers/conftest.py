@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from concur_postback.config import Settings
-from concur_postback.simulator import Seen, create_simulator
 from concur_postback.workers.worker import run_worker
-from tests.conftest import LiveServer, serve_asgi
-
-
-@dataclass
-class Simulator:
-    url: str
-    client: httpx.Client
-    arrivals: queue.Queue[Seen]
-
-    def fault(self, **fault: Any) -> None:
-        self.client.post("/_simulator/faults", json=fault).raise_for_status()
-
-    def requests(self) -> list[dict[str, Any]]:
-        return list(self.client.get("/_simulator/requests").json())
-
-    def notification(self, trip: str, event: str = "UPDATE", when: str = "2026-11-22T10:00:00") -> bytes:
-        uri = f"{self.url}/api/travel/trip/v1.1/{trip}"
-        return (
-            f"<Notification><ObjectType>ITINERARY</ObjectType><ObjectURI>{uri}</ObjectURI>"
-            f"<EventDateTime>{when}</EventDateTime><EventType>{event}</EventType><Context/>"
-            f"<TripId>{trip}</TripId></Notification>"
-        ).encode()
-
-
-@pytest.fixture
-def simulator() -> Iterator[Simulator]:
-    arrivals: queue.Queue[Seen] = queue.Queue()
-    running = serve_asgi(create_simulator(on_request=arrivals.put))
-    live = next(running)
-    yield Simulator(live.url, live.client, arrivals)
-    next(running, None)
+from tests.conftest import LiveServer, Simulator
 
 
 @dataclass

@@ -11,8 +11,8 @@ from rq.registry import FailedJobRegistry
 
 from concur_postback.workers.status import collect
 from concur_postback.workers.worker import job_queue
-from tests.conftest import TOKEN, CapturedLogs
-from tests.workers.conftest import Pipeline, Simulator
+from tests.conftest import TOKEN, CapturedLogs, Simulator
+from tests.workers.conftest import Pipeline
 
 SCHEMA = orjson.loads(
     (Path(__file__).resolve().parents[2] / "concur_postback/schemas/event.schema.json").read_bytes()

@@ -16,8 +16,8 @@ from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, S
 from concur_postback.tokens import generate_key
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import job_queue, run_worker
-from tests.conftest import TOKEN, CapturedLogs, profiles, store
-from tests.workers.conftest import Pipeline, Simulator
+from tests.conftest import TOKEN, CapturedLogs, Simulator, profiles, store
+from tests.workers.conftest import Pipeline
 
 
 def test_burst_worker_processes_everything_and_status_follows(

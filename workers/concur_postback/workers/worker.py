@@ -6,10 +6,12 @@ CPU per job for nothing — the job code is ours and shares no state between job
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import structlog
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
@@ -41,13 +43,15 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
     redis = connect(settings)
     queue = job_queue(redis, settings)
     pump = make_pump(redis, settings)
-    # An abandoned job (its worker killed) is noticed when its heartbeat lapses, ~60 s after its
-    # last one, at the next registry clean-up: every WORKER_MAINTENANCE_SECONDS instead of 10 min.
+    # An abandoned job (its worker killed) is noticed when its heartbeat lapses, ~65-80 s after it
+    # started, at the next registry clean-up: every WORKER_MAINTENANCE_SECONDS instead of 10 min.
+    # An idle worker runs clean-ups between blocking dequeues of worker_ttl - 15 s, hence the TTL.
     worker = SimpleWorker(
         [queue],
         connection=redis,
         serializer=JSONSerializer,
         maintenance_interval=settings.worker_maintenance_seconds,
+        worker_ttl=settings.worker_maintenance_seconds + 15,
         job_monitoring_interval=5,
     )
     stop = threading.Event()
@@ -63,5 +67,6 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         stop.set()
         if thread.is_alive():
             thread.join(timeout=5)
-        pump.release_lease()
         uninstall()
+        with contextlib.suppress(RedisError):
+            pump.release_lease()
