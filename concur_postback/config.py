@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     queue_name: str = Field(default="concur-postback", pattern=r"^[A-Za-z0-9_.:-]+$")
     pump_batch_size: int = Field(default=100, ge=1, le=1000)
+    pump_max_queued_jobs: int = Field(default=2, ge=1)
     job_timeout_seconds: int = Field(default=60, ge=5)
     ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
     redis_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -22,6 +22,7 @@ from concur_postback.events import Event
 class FileSink:
     path: Path
     fsync: bool = False
+    _fd: int | None = None  # opened once per process; O_APPEND makes every write land at the end
 
     @property
     def name(self) -> str:
@@ -43,14 +44,17 @@ class FileSink:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     async def deliver(self, event: Event, payload: bytes) -> None:
-        fd = self._open()
+        if self._fd is None:
+            self._fd = self._open()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, payload + b"\n")
+            os.write(self._fd, payload + b"\n")
             if self.fsync:
-                os.fsync(fd)
+                os.fsync(self._fd)
         finally:
-            os.close(fd)  # also releases the lock
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     async def aclose(self) -> None:
-        return None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -80,11 +80,19 @@ class Processor:
 
     async def process_batch(self, ids: list[str], budget_seconds: float) -> list[Outcome]:
         deadline = time.monotonic() + budget_seconds
-        raws = await self._redis.mget([RECORD_PREFIX + ident for ident in ids])
-        work = (self._process(ident, raw, deadline) for ident, raw in zip(ids, raws, strict=True))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.mget([RECORD_PREFIX + ident for ident in ids])
+            pipe.mget([DONE_PREFIX + ident for ident in ids])
+            raws, done = await pipe.execute()
+        work = (
+            self._process(ident, raw, was_done is not None, deadline)
+            for ident, raw, was_done in zip(ids, raws, done, strict=True)
+        )
         return list(await asyncio.gather(*work))
 
-    async def _process(self, notification_id: str, raw: bytes | str | None, deadline: float) -> Outcome:
+    async def _process(
+        self, notification_id: str, raw: bytes | str | None, done: bool, deadline: float
+    ) -> Outcome:
         if raw is None:
             log.warning("notification.expired", id=notification_id)
             await self._redis.zrem(PENDING_KEY, notification_id)
@@ -93,7 +101,7 @@ class Processor:
         bound = structlog.get_logger("concur_postback.pipeline").bind(
             id=record.id, kind=record.kind.value, request_id=record.request_id
         )
-        if await self._redis.exists(DONE_PREFIX + record.id):
+        if done:  # a re-run of a job whose worker died after delivering this one
             await self._retire(record)
             return Outcome(record.id, True, "already delivered")
         await self._release_coalescing(record)

@@ -1,0 +1,191 @@
+"""End-to-end benchmark: postback to sink, through real processes, with Concur simulated at 100 ms.
+
+    python bench/e2e.py [--notifications 3000] [--workers 2] [--latency-ms 100]
+
+Starts an embedded Redis (AOF on) unless REDIS_URL is set, the simulator, `serve` and N `worker`
+processes writing to a file sink; posts N distinct itinerary notifications (32 at a time), then
+follows the sink file. Prints throughput (first postback to last event), p50/p99 latency from the
+acknowledgement (the event's received_at) to the line appearing in the file, and the worker tier's
+peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiolimiter import AsyncLimiter
+
+from concur_postback.embedded import EmbeddedRedis, free_port
+from concur_postback.tokens import generate_key
+
+CLI = [sys.executable, "-m", "concur_postback.cli"]
+
+
+def wait_listening(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def notification(base: str, trip: str) -> bytes:
+    return (
+        f"<Notification><ObjectType>ITINERARY</ObjectType><ObjectURI>{base}/api/travel/trip/v1.1/{trip}"
+        f"</ObjectURI><EventDateTime>2026-11-22T10:00:00</EventDateTime><EventType>UPDATE</EventType>"
+        f"<TripId>{trip}</TripId></Notification>"
+    ).encode()
+
+
+async def fire(url: str, simulator: str, count: int, concurrency: int, rate: float) -> None:
+    """Post the notifications with aiohttp (a Python client that keeps up with the service),
+    as fast as possible or at ``rate`` per second."""
+    limiter = AsyncLimiter(rate, 1) if rate > 0 else None
+    async with aiohttp.ClientSession() as session:
+        pending = iter(range(count))
+
+        async def sender() -> None:
+            for n in pending:
+                if limiter is not None:
+                    await limiter.acquire()
+                params = {"type": "Itinerary", "oauth_token_key": f"bench-token-{n:08d}"}
+                body = notification(simulator, f"BENCH{n:08d}")
+                async with session.post(url, params=params, data=body) as response:
+                    response.raise_for_status()
+
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+
+def follow(path: Path, count: int, timeout: float) -> list[tuple[float, dict[str, object]]]:
+    seen: list[tuple[float, dict[str, object]]] = []
+    deadline = time.time() + timeout
+    offset = 0
+    buffer = b""
+    while len(seen) < count and time.time() < deadline:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+        offset += len(chunk)
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        now = time.time()
+        seen.extend((now, orjson.loads(line)) for line in lines if line)
+        time.sleep(0.02)
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--notifications", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency-ms", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=32, help="postbacks in flight")
+    parser.add_argument("--rate", type=float, default=0, help="postbacks per second (0: as fast as possible)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        workdir = Path(tmp)
+        events = workdir / "events.jsonl"
+        events.touch()
+        embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(workdir / "redis").start()
+        sim_port, web_port = free_port(), free_port()
+        simulator = f"http://127.0.0.1:{sim_port}"
+        env = dict(
+            os.environ,
+            TOKEN_ENCRYPTION_KEY=generate_key(),
+            CONCUR_BASE_URL=simulator,
+            SINKS=f"file://{events}",
+            CONCUR_MAX_RPS="100000",
+            CONCUR_MAX_IN_FLIGHT="256",
+            LOG_LEVEL="WARNING",
+        )
+        if embedded is not None:
+            env["REDIS_URL"] = embedded.url
+        log = (workdir / "processes.log").open("wb")
+        spawn = lambda *a: subprocess.Popen([*CLI, *a], env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: E731
+        processes = [spawn("simulate", "--port", str(sim_port), "--latency-ms", str(args.latency_ms))]
+        processes.append(spawn("serve", "--host", "127.0.0.1", "--port", str(web_port)))
+        workers = [spawn("worker") for _ in range(args.workers)]
+        try:
+            wait_listening(sim_port)
+            wait_listening(web_port)
+            # Follow the sink while posting: each line is timestamped when it appears.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                following = pool.submit(follow, events, args.notifications, 600)
+                started = time.time()
+                url = f"http://127.0.0.1:{web_port}/postback"
+                asyncio.run(fire(url, simulator, args.notifications, args.concurrency, args.rate))
+                acked = time.time()
+                seen = following.result()
+            rss = peak_rss_mib([w.pid for w in workers])
+            cpu = {
+                "worker tier": sum(cpu_seconds(w.pid) for w in workers),
+                "simulator": cpu_seconds(processes[0].pid),
+                "web tier": cpu_seconds(processes[1].pid),
+            }
+        finally:
+            for process in [*workers, *processes]:
+                process.terminate()
+            for process in [*workers, *processes]:
+                process.wait(60)
+            if embedded is not None:
+                embedded.stop()
+            log.close()
+
+    latencies = sorted(
+        (t - datetime.fromisoformat(str(e["received_at"])).timestamp()) * 1000 for t, e in seen
+    )
+    ids = {e["notification_id"] for _, e in seen}
+    finished = seen[-1][0] if seen else time.time()
+    pace = f"at {args.rate:g}/s" if args.rate else "as fast as possible"
+    print(
+        f"e2e: {args.notifications} itinerary notifications posted {pace}, {args.workers} worker process(es),"
+    )
+    print(f"Concur latency {args.latency_ms} ms, {os.cpu_count()} CPUs\n")
+    print("| figure | value |")
+    print("|---|---:|")
+    print(f"| delivered (distinct) | {len(ids)} of {args.notifications} ({len(seen)} lines) |")
+    print(f"| ingest rate | {args.notifications / (acked - started):,.0f} /s |")
+    print(f"| end-to-end throughput | {len(ids) / (finished - started):,.0f} /s |")
+    if latencies:
+        p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+        print(f"| latency ack -> sink p50 / p99 | {p50:,.0f} / {p99:,.0f} ms |")
+    print(f"| worker tier peak RSS | {rss:,.0f} MiB |")
+    for name, seconds in cpu.items():
+        print(f"| {name} CPU per notification | {seconds / args.notifications * 1000:.2f} ms |")
+    print("\ntarget: >= 300 notifications/s end to end at 100 ms Concur latency, worker tier <= 1 GiB RSS")
+
+
+if __name__ == "__main__":
+    main()
