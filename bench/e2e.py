@@ -133,7 +133,10 @@ def main() -> None:
         if embedded is not None:
             env["REDIS_URL"] = embedded.url
         log = (workdir / "processes.log").open("wb")
-        spawn = lambda *a: subprocess.Popen([*CLI, *a], env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: E731
+
+        def spawn(*command: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([*CLI, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
+
         processes = [spawn("simulate", "--port", str(sim_port), "--latency-ms", str(args.latency_ms))]
         processes.append(spawn("serve", "--host", "127.0.0.1", "--port", str(web_port)))
         workers = [spawn("worker") for _ in range(args.workers)]
