@@ -72,3 +72,12 @@ class HostNotAllowed(PermanentFetch):
 class DeliveryFailed(ConcurPostbackError):
     """Some notifications of a job could not be delivered after their last attempt; the message
     lists each with its reason. The job lands in RQ's failed registry with this message."""
+
+
+class SinkError(ConcurPostbackError):
+    """A sink could not take an event. ``permanent``: trying again cannot help (e.g. HTTP 400 from a
+    webhook receiver), so the delivery becomes a dead letter at once instead of being retried."""
+
+    def __init__(self, detail: str, permanent: bool = False) -> None:
+        super().__init__(detail)
+        self.permanent = permanent
