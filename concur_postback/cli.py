@@ -7,6 +7,7 @@ import sys
 import click
 import orjson
 from pydantic import ValidationError
+from redis import Redis
 
 from concur_postback import logs
 from concur_postback.config import Settings, load_settings
@@ -94,6 +95,75 @@ def simulate(host: str, port: int, latency_ms: int) -> None:
 
     _settings()
     run_simulator(host, port, latency_ms)
+
+
+@main.group()
+def failed() -> None:
+    """Dead letters: deliveries to a sink that failed for good."""
+
+
+def _redis_for_cli() -> Redis:
+    from concur_postback.workers.worker import connect  # noqa: PLC0415
+
+    try:
+        return connect(_settings())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@failed.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def failed_list(as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    from concur_postback.workers.deadletters import list_letters  # noqa: PLC0415
+
+    for letter in list_letters(_redis_for_cli()):
+        if as_json:
+            click.echo(orjson.dumps(letter).decode())
+        else:
+            tries = f"after {letter.attempts} attempt(s)"
+            click.echo(f"{letter.id}  {letter.kind:9} {letter.sink}  {tries}: {letter.reason}")
+
+
+@failed.command("show")
+@click.argument("letter_id")
+def failed_show(letter_id: str) -> None:
+    """Show one dead letter and the event it holds."""
+    from concur_postback.workers.deadletters import show  # noqa: PLC0415
+
+    found = show(_redis_for_cli(), letter_id)
+    if found is None:
+        raise click.ClickException(f"no dead letter {letter_id}")
+    letter, event = found
+    click.echo(orjson.dumps(letter, option=orjson.OPT_INDENT_2).decode())
+    click.echo(
+        orjson.dumps(orjson.loads(event), option=orjson.OPT_INDENT_2).decode() if event else "(event expired)"
+    )
+
+
+@failed.command("requeue")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
+def failed_requeue(letter_ids: tuple[str, ...], everything: bool) -> None:
+    """Deliver dead letters again, each to its failing sink only."""
+    from concur_postback.workers.deadletters import all_ids, requeue  # noqa: PLC0415
+
+    if not letter_ids and not everything:
+        raise click.UsageError("name dead letter ids, or use --all")
+    redis = _redis_for_cli()
+    done, skipped = requeue(redis, all_ids(redis) if everything else list(letter_ids))
+    click.echo(f"requeued {len(done)}" + (f"; not found or expired: {' '.join(skipped)}" if skipped else ""))
+    if skipped and not done:
+        sys.exit(1)
+
+
+@failed.command("purge")
+@click.confirmation_option(prompt="Delete every dead letter?")
+def failed_purge() -> None:
+    """Delete every dead letter."""
+    from concur_postback.workers.deadletters import purge  # noqa: PLC0415
+
+    click.echo(f"purged {purge(_redis_for_cli())}")
 
 
 @main.command()

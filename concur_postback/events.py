@@ -102,3 +102,9 @@ def build_event(
         data=data,
         error=error,
     )
+
+
+def event_from_json(payload: bytes) -> Event:
+    """An event read back from Redis for a retry: ``data`` and ``error`` stay plain JSON values."""
+    fields = orjson.loads(payload)
+    return Event(**fields)

@@ -49,7 +49,9 @@ def install(settings: Settings) -> WorkerContext:
 async def _processor(settings: Settings, vault: TokenVault, sinks: list[Sink]) -> Processor:
     # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
     redis = Redis.from_url(settings.redis_url or "", socket_connect_timeout=settings.redis_timeout_seconds)
-    return Processor(settings, redis, ConcurClient(settings), sinks, vault)
+    processor = Processor(settings, redis, ConcurClient(settings), sinks, vault)
+    await processor.start()  # also starts this process's share of the sink-retry loop
+    return processor
 
 
 def uninstall() -> None:

@@ -5,9 +5,9 @@ concurrently (the Concur client's per-host limits bound what is in flight), so R
 paid once per batch and a 100 ms Concur round trip does not cap a worker at 10 notifications/s.
 
 Each notification is retried on its own (429/5xx/timeouts, with exponential backoff and jitter,
-honouring Retry-After, within the job's time budget). Once its event is in every sink the worker
-records it as done, atomically with retiring the record (and its encrypted token): a re-run of the
-job after a crash skips it, so a change is not delivered twice.
+honouring Retry-After, within the job's time budget). Its event is then handed to deliveries.py,
+which records it as done, atomically with retiring the record (and its encrypted token), and
+delivers it to every sink independently: a re-run of the job after a crash skips it.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from concur_postback.errors import (
     TokenDecryptionError,
 )
 from concur_postback.events import Event, FetchFailure, build_event, now_iso
-from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, PREFIX, RECORD_PREFIX, Record
+from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, Record
 from concur_postback.sinks import Sink
 from concur_postback.tokens import TokenVault
+from concur_postback.workers.deliveries import DONE_PREFIX, Deliveries
 
 log = structlog.get_logger("concur_postback.pipeline")
 
-DONE_PREFIX = PREFIX + "done:"
 PARSERS: dict[Kind, Callable[[bytes], object]] = {
     Kind.ITINERARY: parse_trip,
     Kind.PROFILE: parse_profile,
@@ -71,8 +71,18 @@ class Processor:
         self._client = client
         self._sinks = sinks
         self._vault = vault
+        self.deliveries = Deliveries(settings, redis, sinks)
+        self._stop_retries = asyncio.Event()
+        self._retries: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.deliveries.register()
+        self._retries = asyncio.create_task(self.deliveries.run_retries(self._stop_retries))
 
     async def aclose(self) -> None:
+        self._stop_retries.set()
+        if self._retries is not None:
+            await self._retries
         await self._client.aclose()
         for sink in self._sinks:
             await sink.aclose()
@@ -110,15 +120,7 @@ class Processor:
         except (FetchError, InvalidDocument, GiveUp, TokenDecryptionError) as exc:
             bound.warning("notification.failed", reason=str(exc))
             return Outcome(record.id, False, str(exc))
-        payload = event.to_json()
-        for sink in self._sinks:
-            try:
-                await sink.deliver(event, payload)
-            except Exception as exc:
-                reason = f"sink {sink.name} failed: {type(exc).__name__}: {exc}"
-                bound.warning("notification.failed", reason=reason, event_id=event.id)
-                return Outcome(record.id, False, reason)
-        await self._retire(record, done=True)
+        await self.deliveries.hand_over(record, event, event.to_json())
         bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
         return Outcome(record.id, True, "delivered")
 
@@ -182,10 +184,8 @@ class Processor:
         if await self._redis.get(record.dedup_key) == record.id.encode():
             await self._redis.delete(record.dedup_key)
 
-    async def _retire(self, record: Record, done: bool = False) -> None:
+    async def _retire(self, record: Record) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            if done:
-                pipe.set(DONE_PREFIX + record.id, b"1", ex=self._settings.dedup_ttl_seconds)
             pipe.zrem(PENDING_KEY, record.id)
             pipe.delete(RECORD_PREFIX + record.id)
             await pipe.execute()

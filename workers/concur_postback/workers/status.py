@@ -10,6 +10,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from concur_postback.inbox import INBOX_KEY, PENDING_KEY, PUMPING_KEY
+from concur_postback.workers.deadletters import per_sink
 
 
 def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
             "failed": FailedJobRegistry(queue=queue).count,
         },
         "workers": Worker.count(queue=queue),
+        "sinks": per_sink(redis),
     }
 
 
@@ -46,4 +48,6 @@ def render(status: dict[str, Any]) -> str:
         f"jobs failed           : {jobs['failed']}",
         f"workers               : {status['workers']}",
     ]
+    for sink, counts in status["sinks"].items():
+        lines.append(f"sink {sink}: {counts['retrying']} retrying, {counts['dead']} dead letter(s)")
     return "\n".join(lines)
