@@ -74,7 +74,9 @@ def parse_secret(value: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ConfigurationError(f"{SECRET_ENV}: the part after {SECRET_PREFIX} is not base64") from None
     if len(key) < MIN_SECRET_BYTES:
-        raise ConfigurationError(f"{SECRET_ENV}: the key is {len(key)} bytes, at least {MIN_SECRET_BYTES} needed")
+        raise ConfigurationError(
+            f"{SECRET_ENV}: the key is {len(key)} bytes, at least {MIN_SECRET_BYTES} needed"
+        )
     return key
 
 
@@ -194,7 +196,7 @@ async def _drain(response: httpx.Response, seconds: float | None) -> None:
 
 
 def _describe(exc: httpx.TransportError) -> str:
-    """"timeout" or "connection error", with the exception types down the chain and the OS error's text
+    """ "timeout" or "connection error", with the exception types down the chain and the OS error's text
     (e.g. "Connect call failed"), never the URL or the body. The aiohttp transport reports a refused
     connection as httpx.ConnectTimeout, so the kind is decided by the innermost cause."""
     chain: list[BaseException] = []
@@ -214,6 +216,7 @@ def _describe(exc: httpx.TransportError) -> str:
 
 def _parse_url(url: str) -> tuple[str, str, httpx.Timeout, tuple[str, str] | None]:
     """(URL to request, name to show, timeouts, Basic credentials) from a sink URL."""
+
     def invalid(why: str) -> ConfigurationError:
         return ConfigurationError(f"http sink {_display(url)!r}: {why}")
 

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import psycopg
+import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
@@ -46,8 +47,17 @@ APPLICATION_NAME = "concur-postback"
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 _INDEXED = ("kind", "trip_id", "received_at")
+_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(column)
+    for column in (
+        "id", "kind", "event_type", "received_at", "fetched_at", "trip_id", "subject", "login_id", "event",
+        "stored_at",
+    )
+)  # fmt: skip
 
 Connection = psycopg.AsyncConnection[TupleRow]
+
+log = structlog.get_logger("concur_postback.sinks.postgres")
 
 
 class PostgresSink:
@@ -115,9 +125,17 @@ class PostgresSink:
     def check(self) -> None:
         """Connect synchronously and create the table and indexes if missing; ConfigurationError if not."""
         try:
-            with psycopg.connect(self._conninfo, **self._kwargs) as conn, conn.transaction():
-                for statement in self._schema():
-                    conn.execute(statement)
+            with psycopg.connect(self._conninfo, **self._kwargs) as conn:
+                with conn.transaction():
+                    for statement in self._schema():
+                        conn.execute(statement)
+                try:  # a table that already existed must have the columns the insert names
+                    conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(_COLUMNS, self._identifier))
+                except psycopg.errors.UndefinedColumn as exc:
+                    raise ConfigurationError(
+                        f"postgres sink {self._name}: table {self.qualified_table} exists with other columns:"
+                        f" {self._reason(exc)}"
+                    ) from exc
         except psycopg.OperationalError as exc:
             raise ConfigurationError(
                 f"postgres sink {self._name}: cannot connect: {self._reason(exc)}"
@@ -156,6 +174,9 @@ class PostgresSink:
                     self._schema_ready = False
                 retry = (dead and reused) or isinstance(exc, psycopg.errors.UndefinedTable)
                 if retry and attempt == 1:
+                    log.info(
+                        "sink.postgres.retry", sink=self._name, event_id=event.id, reason=self._reason(exc)
+                    )
                     continue
                 raise self._error(event, exc) from exc
             return

@@ -124,9 +124,11 @@ class RedisStreamSink:
         if not parts.hostname:
             raise ConfigurationError(f"{where}: no host, expected {scheme}://host:port/db?stream=NAME")
         try:
-            port = parts.port or DEFAULT_PORT
+            port = DEFAULT_PORT if parts.port is None else parts.port
         except ValueError:
-            raise ConfigurationError(f"{where}: the port must be a number from 1 to 65535") from None
+            port = 0
+        if not 0 < port < 65536:
+            raise ConfigurationError(f"{where}: the port must be a number from 1 to 65535")
         db_text = parts.path.removeprefix("/")
         if not db_text:
             db = 0

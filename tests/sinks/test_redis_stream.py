@@ -136,6 +136,7 @@ def test_without_dedup_ttl_redelivery_appends_again(redis_url: str, redis: Redis
     [
         "HOST:notaport/0",
         "HOST:70000/0",
+        "HOST:0/0",
         "HOST:PORT/x",
         "HOST:PORT/-1",
         "HOST:PORT/0/1",
