@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     fetch_backoff_seconds: float = Field(default=1.0, ge=0)
     fetch_backoff_max_seconds: float = Field(default=20.0, ge=0)
     worker_maintenance_seconds: int = Field(default=15, ge=1)
-    sink_timeout_seconds: float = Field(default=10.0, gt=0)
+    sink_timeout_seconds: float = Field(default=20.0, gt=0)  # above the HTTP sink's 5 s connect + 10 s read
+    sink_http_secret: SecretStr | None = None
     sink_attempts: int = Field(default=8, ge=1, le=100)
     sink_backoff_seconds: float = Field(default=1.0, ge=0)
     sink_backoff_max_seconds: float = Field(default=300.0, ge=0)

@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
 from concur_postback.events import Event
 
@@ -33,24 +34,43 @@ class Sink(Protocol):
 SinkFactory = Callable[[str], Sink]
 
 
-def _builtin() -> dict[str, SinkFactory]:
-    from concur_postback.sinks.file import FileSink  # noqa: PLC0415 - avoid import cycles at package import
+def _builtin(settings: Settings) -> dict[str, SinkFactory]:
+    # Imported here: each sink pulls in its own client library only when SINKS names it.
+    from concur_postback.sinks.file import FileSink  # noqa: PLC0415
+    from concur_postback.sinks.http import HttpSink  # noqa: PLC0415
     from concur_postback.sinks.log import LogSink  # noqa: PLC0415
+    from concur_postback.sinks.postgres import PostgresSink  # noqa: PLC0415
+    from concur_postback.sinks.redis_stream import RedisStreamSink  # noqa: PLC0415
 
-    return {"log": LogSink.from_url, "file": FileSink.from_url}
+    secret = settings.sink_http_secret.get_secret_value() if settings.sink_http_secret else None
+
+    def http(url: str) -> Sink:
+        return HttpSink.configure(url, secret)
+
+    return {
+        "log": LogSink.from_url,
+        "file": FileSink.from_url,
+        "http": http,
+        "https": http,
+        "redis+stream": RedisStreamSink.from_url,
+        "rediss+stream": RedisStreamSink.from_url,
+        "postgresql": PostgresSink.from_url,
+        "postgres": PostgresSink.from_url,
+    }
 
 
-def factories() -> dict[str, SinkFactory]:
+def factories(settings: Settings) -> dict[str, SinkFactory]:
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     plugins: dict[str, SinkFactory] = {name: ep.load() for name, ep in found.items()}
-    return {**plugins, **_builtin()}  # built-in schemes cannot be shadowed
+    return {**plugins, **_builtin(settings)}  # built-in schemes cannot be shadowed
 
 
-def build_sinks(spec: str) -> list[Sink]:
+def build_sinks(settings: Settings) -> list[Sink]:
+    spec = settings.sinks
     urls = [url for url in re.split(r"[\s,]+", spec.strip()) if url]
     if not urls:
         raise ConfigurationError("SINKS is empty: name at least one sink, e.g. `log:`")
-    known = factories()
+    known = factories(settings)
     sinks = []
     for url in urls:
         scheme = urlsplit(url).scheme.lower()

@@ -10,12 +10,12 @@ attempt) and, when ``SINK_HTTP_SECRET`` is set (``whsec_<base64 key>``, as the r
 Options on the URL, removed before it is used (every other query parameter goes to the receiver):
 ``timeout=SECONDS``, how long to wait for the answer (default 10; connecting waits at most 5, or
 ``timeout`` if that is lower). User-info in the URL (``https://user:password@host/``) is sent as HTTP
-Basic authentication and never shown: ``name`` masks the password and drops the query.
+Basic authentication and never shown: ``name`` masks it and drops the query.
 
-Outcomes: 2xx delivered. 408, 429, 5xx, a timeout or a connection error raise a retryable
-`HttpSinkError` (with ``retry_after`` seconds when the receiver sent Retry-After); any other answer,
-redirects included (they are not followed: the receiver's URL is to be configured as it is), raises a
-permanent one. Messages name the status and its standard reason, never the body either way.
+Outcomes: 2xx delivered. 408, 429, 5xx, a timeout, a connection error or an answer that is not HTTP
+raise a retryable `HttpSinkError` (with ``retry_after`` seconds when the receiver sent Retry-After);
+any other answer, redirects included (they are not followed: the receiver's URL is to be configured as
+it is), raises a permanent one. Messages name the status and its standard reason, never the body either way.
 """
 
 from __future__ import annotations
@@ -27,22 +27,23 @@ import contextlib
 import hashlib
 import hmac
 import math
-import os
 import time
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from concur_postback.concur.client import retry_after_seconds
+from concur_postback.config import load_settings
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
 
 log = structlog.get_logger("concur_postback.sinks.http")
 
-SECRET_ENV = "SINK_HTTP_SECRET"
-SECRET_PREFIX = "whsec_"
+SECRET_ENV = "SINK_HTTP_SECRET"  # noqa: S105 - the variable's name, not a secret
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix
 MIN_SECRET_BYTES = 16
 USER_AGENT = "concur-postback"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -114,8 +115,9 @@ class HttpSink:
 
     @classmethod
     def from_url(cls, url: str) -> HttpSink:
-        """The factory for `SINKS`: the signing secret comes from the environment (SINK_HTTP_SECRET)."""
-        return cls.configure(url, os.environ.get(SECRET_ENV))
+        """A sink signed with SINK_HTTP_SECRET from the settings (`SINKS` passes them in directly)."""
+        secret = load_settings().sink_http_secret
+        return cls.configure(url, secret.get_secret_value() if secret else None)
 
     @classmethod
     def configure(cls, url: str, secret: str | None) -> HttpSink:
@@ -156,7 +158,9 @@ class HttpSink:
         try:
             async with client.stream("POST", self._url, content=payload, headers=headers) as response:
                 await _drain(response, self._timeout.read)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            # aiohttp's own errors (e.g. a malformed answer) pass the transport unmapped; their text
+            # includes the URL, query and all, so only _describe's summary is shown.
             raise HttpSinkError(_describe(exc), permanent=False) from None
         _raise_for(response)
 
@@ -195,20 +199,23 @@ async def _drain(response: httpx.Response, seconds: float | None) -> None:
                     return
 
 
-def _describe(exc: httpx.TransportError) -> str:
-    """ "timeout" or "connection error", with the exception types down the chain and the OS error's text
-    (e.g. "Connect call failed"), never the URL or the body. The aiohttp transport reports a refused
-    connection as httpx.ConnectTimeout, so the kind is decided by the innermost cause."""
+def _describe(exc: Exception) -> str:
+    """Timeout, connection or protocol error, with the exception types down the chain and the OS error's
+    text (e.g. "Connect call failed"): never the URL or the body. The aiohttp transport reports a refused
+    connection or a dropped one as httpx.ConnectTimeout, so the kind is decided by the causes."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and len(chain) < 5:
         chain.append(current)
         current = current.__cause__ or current.__context__
-    innermost = chain[-1]
-    timed_out = isinstance(innermost, TimeoutError) or (
-        isinstance(exc, httpx.TimeoutException) and not isinstance(innermost, OSError)
-    )
-    kind = "timeout" if timed_out else "connection error"
+    if isinstance(exc, httpx.HTTPError) and len(chain) > 1:
+        chain = chain[1:]  # the transport's mapping of what aiohttp raised: the cause tells what happened
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain):
+        kind = "timeout"
+    elif any(isinstance(e, aiohttp.ClientResponseError | httpx.ProtocolError) for e in chain):
+        kind = "protocol error"  # an answer that is not HTTP
+    else:
+        kind = "connection error"
     reason = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror), None)
     names = " < ".join(type(e).__name__ for e in chain)
     return f"{kind} ({names}{f': {reason}' if reason else ''})"
@@ -222,7 +229,10 @@ def _parse_url(url: str) -> tuple[str, str, httpx.Timeout, tuple[str, str] | Non
 
     if any(char.isspace() or ord(char) < 32 for char in url):
         raise invalid("the URL contains whitespace or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        raise invalid(str(exc)) from None
     if parts.scheme.lower() not in ("http", "https"):
         raise invalid("the URL must start with http:// or https://")
     try:
@@ -263,14 +273,12 @@ def _parse_url(url: str) -> tuple[str, str, httpx.Timeout, tuple[str, str] | Non
 
 
 def _display(url: str) -> str:
-    """A URL safe to log: the user name kept, a password masked, query and fragment dropped."""
+    """A URL safe to log: user-info masked (a user name can be a token too), query and fragment dropped."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
     netloc = parts.netloc
     if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{hostport}"
+        netloc = "***@" + netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -124,26 +124,22 @@ class PostgresSink:
 
     def check(self) -> None:
         """Connect synchronously and create the table and indexes if missing; ConfigurationError if not."""
+        prefix = f"postgres sink {self._name}"
         try:
-            with psycopg.connect(self._conninfo, **self._kwargs) as conn:
-                with conn.transaction():
-                    for statement in self._schema():
-                        conn.execute(statement)
-                try:  # a table that already existed must have the columns the insert names
-                    conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 0").format(_COLUMNS, self._identifier))
-                except psycopg.errors.UndefinedColumn as exc:
-                    raise ConfigurationError(
-                        f"postgres sink {self._name}: table {self.qualified_table} exists with other columns:"
-                        f" {self._reason(exc)}"
-                    ) from exc
-        except psycopg.OperationalError as exc:
+            conn = psycopg.connect(self._conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"{prefix}: cannot connect: {self._reason(exc)}") from exc
+        try:
+            with conn:  # commits at the end
+                conn.execute(self._schema())
+        except psycopg.errors.UndefinedColumn as exc:
+            table = self.qualified_table
             raise ConfigurationError(
-                f"postgres sink {self._name}: cannot connect: {self._reason(exc)}"
+                f"{prefix}: table {table} exists with other columns: {self._reason(exc)}"
             ) from exc
         except psycopg.Error as exc:
-            raise ConfigurationError(
-                f"postgres sink {self._name}: cannot create table {self.qualified_table}: {self._reason(exc)}"
-            ) from exc
+            table = self.qualified_table
+            raise ConfigurationError(f"{prefix}: cannot create table {table}: {self._reason(exc)}") from exc
         self._schema_ready = True
 
     async def deliver(self, event: Event, payload: bytes) -> None:
@@ -208,9 +204,8 @@ class PostgresSink:
             assert self._conn is not None
             if not self._schema_ready:
                 try:
-                    async with self._conn.transaction():
-                        for statement in self._schema():
-                            await self._conn.execute(statement)
+                    # One execute: atomic (one implicit transaction) and no other delivery in between.
+                    await self._conn.execute(self._schema())
                 except psycopg.Error as exc:
                     if self._conn.closed:
                         await self.aclose()
@@ -225,12 +220,13 @@ class PostgresSink:
             self._conn = None
         await conn.close()
 
-    def _schema(self) -> list[sql.Composed]:
+    def _schema(self) -> sql.Composed:
+        """One script (no parameters: several statements may go in one execute), run as one transaction."""
         digest = hashlib.sha256(f"concur_postback:{self.qualified_table}".encode()).digest()
         key = int.from_bytes(digest[:8], "big", signed=True)
         table = self._identifier
         statements: list[sql.Composed] = [
-            # Concurrent CREATE ... IF NOT EXISTS can still collide (several workers starting at once).
+            # Concurrent CREATE ... IF NOT EXISTS can collide (several workers starting at once): queue them.
             sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(key)),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -246,7 +242,9 @@ class PostgresSink:
                     sql.Identifier(_index_name(self.table[-1], column)), table, sql.Identifier(column)
                 )
             )
-        return statements
+        # a table that already existed must have the columns the insert names
+        statements.append(sql.SQL("SELECT {} FROM {} LIMIT 0").format(_COLUMNS, table))
+        return sql.SQL("; ").join(statements)
 
     def _error(self, event: Event, exc: psycopg.Error) -> SinkError:
         permanent = isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
@@ -255,7 +253,7 @@ class PostgresSink:
 
     def _reason(self, exc: psycopg.Error) -> str:
         state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        return f"{type(exc).__name__}{state}: {_scrub(exc, self._secrets)}"
+        return f"{type(exc).__name__}{state}: {_scrub(_message(exc), self._secrets)}"
 
 
 def parse_table(value: str) -> tuple[str, ...]:
@@ -299,9 +297,18 @@ def _safe_name(parts: SplitResult, query: list[tuple[str, str]], table: tuple[st
     return urlunsplit(("postgresql", netloc, parts.path, "&".join(shown), ""))
 
 
-def _scrub(exc: Exception, secrets: tuple[str, ...]) -> str:
-    """The error on one line, any password replaced (libpq does not echo it: this is a second guard)."""
-    text = " ".join(str(exc).split())
+def _message(exc: psycopg.Error) -> str:
+    """A server error's message and detail, without its CONTEXT (which can quote the statement)."""
+    primary = exc.diag.message_primary
+    if not primary:  # raised by libpq or psycopg: connection failures, NUL in a string
+        return str(exc)
+    detail = exc.diag.message_detail
+    return f"{primary} ({detail})" if detail else primary
+
+
+def _scrub(message: str | Exception, secrets: tuple[str, ...]) -> str:
+    """The message on one line, any password replaced (libpq does not echo it: this is a second guard)."""
+    text = " ".join(str(message).split())
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:  # a shorter one would garble the message without protecting anything
             text = text.replace(secret, "***")

@@ -157,6 +157,13 @@ class Deliveries:
         await asyncio.gather(*(self._retry(letter) for letter in letters))
         return len(letters)
 
+    async def retry_all_due(self) -> int:
+        """Retry until nothing is due now (a burst worker does this before it stops)."""
+        total = 0
+        while tried := await self.retry_due():
+            total += tried
+        return total
+
     async def _retry(self, letter: str) -> None:
         notification_id, _, ident = letter.rpartition(".")
         stored = await self._redis.get(EVENT_PREFIX + notification_id)

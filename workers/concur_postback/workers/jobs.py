@@ -39,7 +39,7 @@ def install(settings: Settings) -> WorkerContext:
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is not set")
     vault = vault_from_settings(settings)
-    sinks = build_sinks(settings.sinks)
+    sinks = build_sinks(settings)
     runtime = AsyncRuntime()
     processor = runtime.run(_processor(settings, vault, sinks))
     _context = WorkerContext(settings, vault, runtime, processor)

@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
-from concur_postback.workers.jobs import install, process_notifications, uninstall
+from concur_postback.workers.jobs import context, install, process_notifications, uninstall
 from concur_postback.workers.pump import Pump
 
 log = structlog.get_logger("concur_postback.worker")
@@ -60,6 +60,8 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         if burst:
             pump.drain()
             worker.work(burst=True, logging_level=settings.log_level)
+            ctx = context()
+            ctx.runtime.run(ctx.processor.deliveries.retry_all_due())
             return
         thread.start()
         worker.work(logging_level=settings.log_level)
