@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,22 @@ def test_a_sink_that_is_down_is_retried_alone_until_it_is_back(
     assert (down.received, up.received) == ([event.id], [event.id])  # the healthy sink got it once
     assert redis.zcard(RETRY_KEY) == 0
     assert redis.get(EVENT_PREFIX + record.id) is None
+
+
+def test_deliveries_survive_a_worker_dying_before_the_sinks_answer(
+    redis: Redis, redis_url: str, fast: Settings
+) -> None:
+    dying = ScriptedSink("dying", [asyncio.CancelledError()])  # the worker's loop is torn down mid-delivery
+    record, event = fetched(redis, fast)
+    with pytest.raises(asyncio.CancelledError):
+        run(redis_url, fast, [dying], hand_over(record, event))
+    letter = letter_id(record.id, sink_id(dying))
+    due = redis.zscore(RETRY_KEY, letter)
+    assert due is not None and due > time.time()  # comes due for another worker after the claim lapses
+    assert redis.get(EVENT_PREFIX + record.id) is not None
+    redis.zadd(RETRY_KEY, {letter: 0})  # as if that time had passed
+    run(redis_url, fast, [dying], retry_due)
+    assert dying.received == [event.id]
 
 
 def test_permanent_failure_is_a_dead_letter_until_requeued_to_that_sink_only(

@@ -83,37 +83,58 @@ class Deliveries:
         )
 
     async def hand_over(self, record: Record, event: Event, payload: bytes) -> None:
-        """Store the event and what it owes, retire the record, then try every sink."""
+        """Store the event and what it owes, retire the record, then try every sink.
+
+        Each owed delivery is also entered in the retry schedule as if already claimed: should this
+        worker die before the sinks answer, the deliveries come due for another worker then.
+        """
         retention = self._settings.dead_letter_ttl_seconds
+        letters = [letter_id(record.id, ident) for ident in self._sinks]
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(EVENT_PREFIX + record.id, payload, ex=retention)
             pipe.sadd(OWED_PREFIX + record.id, *self._sinks)
             pipe.expire(OWED_PREFIX + record.id, retention)
+            pipe.zadd(RETRY_KEY, dict.fromkeys(letters, time.time() + CLAIM_SECONDS))
             pipe.set(DONE_PREFIX + record.id, b"1", ex=self._settings.dedup_ttl_seconds)
             pipe.zrem(PENDING_KEY, record.id)
             pipe.delete(RECORD_PREFIX + record.id)
             await pipe.execute()
-        await asyncio.gather(*(self._attempt(record.id, ident, event, payload) for ident in self._sinks))
+        idents = list(self._sinks)
+        failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
+        if not any(failures):  # the common case: one round trip to forget it all
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(EVENT_PREFIX + record.id, OWED_PREFIX + record.id)
+                pipe.zrem(RETRY_KEY, *letters)
+                await pipe.execute()
+            return
+        for ident, failure in zip(idents, failures, strict=True):
+            if failure is None:
+                await self._delivered(record.id, ident, event)
+            else:
+                await self._failed(record.id, ident, event, failure)
 
-    async def _attempt(self, notification_id: str, ident: str, event: Event, payload: bytes) -> bool:
+    async def _try(self, ident: str, event: Event, payload: bytes) -> Failure | None:
         sink = self._sinks[ident]
         try:
             await asyncio.wait_for(sink.deliver(event, payload), self._settings.sink_timeout_seconds)
         except Exception as exc:
-            await self._failed(notification_id, ident, event, _classify(exc))
-            return False
-        await self._delivered(notification_id, ident, event)
-        return True
+            return _classify(exc)
+        log.debug("delivery.delivered", sink=sink.name, event_id=event.id, request_id=event.request_id)
+        return None
+
+    async def _attempt(self, notification_id: str, ident: str, event: Event, payload: bytes) -> None:
+        failure = await self._try(ident, event, payload)
+        if failure is None:
+            await self._delivered(notification_id, ident, event)
+        else:
+            await self._failed(notification_id, ident, event, failure)
 
     async def _delivered(self, notification_id: str, ident: str, event: Event) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(OWED_PREFIX + notification_id, ident)
             pipe.zrem(RETRY_KEY, letter_id(notification_id, ident))
             pipe.scard(OWED_PREFIX + notification_id)
-            pipe.zscore(DEAD_KEY, letter_id(notification_id, ident))
-            *_, owed, _ = await pipe.execute()
-        log.info("delivery.delivered", id=notification_id, sink=self._sinks[ident].name, event_id=event.id,
-                 request_id=event.request_id)  # fmt: skip
+            *_, owed = await pipe.execute()
         if owed == 0 and not await self._has_dead_letters(notification_id):
             await self._redis.delete(EVENT_PREFIX + notification_id, ATTEMPTS_PREFIX + notification_id)
 
