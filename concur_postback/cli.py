@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 import orjson
@@ -74,27 +76,213 @@ def status(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", help="Interface to listen on.")
 @click.option("--port", default=8000, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--workers", default=1, type=click.IntRange(1, 64), help="Worker processes.")
-def run(host: str, port: int, workers: int) -> None:
+@click.option("--simulate", is_flag=True, help="Also run the Concur simulator and fetch from it.")
+def run(host: str, port: int, workers: int, simulate: bool) -> None:
     """Web tier + workers in one command; starts an embedded Redis when REDIS_URL is not set."""
     from concur_postback.runner import run_all  # noqa: PLC0415
 
     settings = _settings()
     try:
-        sys.exit(run_all(settings, host, port, workers))
+        sys.exit(run_all(settings, host, port, workers, simulate=simulate))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", help="Interface to listen on.")
 @click.option("--port", default=8081, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--latency-ms", default=0, type=click.IntRange(0, 60_000), help="Delay before every answer.")
-def simulate(host: str, port: int, latency_ms: int) -> None:
-    """Run a Concur API simulator (trips, profiles, FOP; faults injected over HTTP)."""
+@click.option("--travellers", default=50, type=click.IntRange(0, 1_000_000), help="Generated travellers.")
+@click.option("--seed", default=1, type=int, help="Seed of the generated travellers and trips.")
+@click.pass_context
+def simulate(
+    ctx: click.Context, *, host: str, port: int, latency_ms: int, travellers: int, seed: int
+) -> None:
+    """Run a Concur API simulator (trips, profiles, FOP, summaries, subscriptions; faults over HTTP).
+
+    `simulate fire` posts notifications to a postback URL the way Concur does.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from concur_postback.simulator import run_simulator  # noqa: PLC0415
 
     _settings()
-    run_simulator(host, port, latency_ms)
+    run_simulator(host, port, latency_ms, travellers=travellers, seed=seed)
+
+
+@simulate.command("fire")
+@click.option("--to", "to", default="http://127.0.0.1:8000/postback", help="The postback URL.")
+@click.option(
+    "--rate", default=10.0, type=click.FloatRange(0), help="Notifications per second (0: flat out)."
+)
+@click.option("--count", default=10, type=click.IntRange(1), help="How many to post.")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["itinerary", "fop", "profile"]),
+    help="Kinds to post, in turn (repeatable; default all three).",
+)
+@click.option(
+    "--concur-url",
+    envvar="CONCUR_BASE_URL",
+    default="http://127.0.0.1:8081",
+    help="The simulator the itinerary ObjectURIs point at (env CONCUR_BASE_URL).",
+)
+@click.option("--company-token", default=None, help="Post company notifications with this token instead.")
+@click.option("--travellers", default=50, type=click.IntRange(1), help="As given to the simulator.")
+@click.option("--seed", default=1, type=int, help="As given to the simulator.")
+def simulate_fire(
+    *,
+    to: str,
+    rate: float,
+    count: int,
+    kinds: tuple[str, ...],
+    concur_url: str,
+    company_token: str | None,
+    travellers: int,
+    seed: int,
+) -> None:
+    """POST notifications like Concur: `?type=…&oauth_token_key=…`, itineraries with a Notification body."""
+    import asyncio  # noqa: PLC0415
+
+    from concur_postback.simulator import fire, shots  # noqa: PLC0415
+
+    planned = shots(
+        count,
+        kinds=kinds or ("itinerary", "fop", "profile"),
+        concur_url=concur_url,
+        travellers=travellers,
+        seed=seed,
+        company_token=company_token,
+    )
+    with click.progressbar(length=count, label="firing", file=sys.stderr) as bar:
+        result = asyncio.run(fire(to, planned, rate=rate, on_sent=lambda: bar.update(1)))
+    click.echo(result.summary())
+    if any(name not in ("accepted", "duplicate") for name in result.statuses):
+        sys.exit(1)
+
+
+def _token_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--token",
+        envvar="CONCUR_ACCESS_TOKEN",
+        required=True,
+        show_envvar=True,
+        help=help_text + " Never printed.",
+    )
+
+
+def _subscription(action: str, kind: str, company: bool, token: str, path: str | None) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from concur_postback.concur.notification import OAuthToken  # noqa: PLC0415
+    from concur_postback.concur.subscriptions import SubscriptionFailed, change_subscription  # noqa: PLC0415
+    from concur_postback.errors import HostNotAllowed  # noqa: PLC0415
+
+    settings = _settings()
+    secret = OAuthToken(token)
+    try:
+        result = asyncio.run(change_subscription(settings, secret, kind, action, company=company, path=path))
+    except (SubscriptionFailed, HostNotAllowed) as exc:
+        raise click.ClickException(str(exc).replace(token, secret.masked)) from None
+    done = "subscribed" if action == "subscribe" else "unsubscribed"
+    said = f": {result.message}" if result.message else ""
+    click.echo(
+        f"{done} {'the company' if company else 'the user'} ({secret.masked}) "
+        f"{'to' if action == 'subscribe' else 'from'} {kind} notifications "
+        f"at {result.url} (HTTP {result.status}){said}"
+    )
+
+
+_SUBSCRIPTION_HELP = (
+    "Path of the user endpoint (default CONCUR_SUBSCRIBE_PATH; unsubscribe: its /unsubscribe twin)."
+)
+
+
+@main.command()
+@click.option("--type", "kind", required=True, type=click.Choice(["itinerary", "fop", "profile"]))
+@click.option(
+    "--company", is_flag=True, help="Subscribe the whole company (a company administrator's token)."
+)
+@_token_option("The user's (or, with --company, the company administrator's) OAuth access token.")
+@click.option("--path", default=None, help=_SUBSCRIPTION_HELP)
+def subscribe(kind: str, company: bool, token: str, path: str | None) -> None:
+    """Subscribe a user (or, with --company, a company) to Concur's notifications of one type."""
+    _subscription("subscribe", kind, company, token, path)
+
+
+@main.command()
+@click.option("--type", "kind", required=True, type=click.Choice(["itinerary", "fop", "profile"]))
+@click.option(
+    "--company", is_flag=True, help="Unsubscribe the whole company (a company administrator's token)."
+)
+@_token_option("The user's (or, with --company, the company administrator's) OAuth access token.")
+@click.option("--path", default=None, help=_SUBSCRIPTION_HELP)
+def unsubscribe(kind: str, company: bool, token: str, path: str | None) -> None:
+    """Stop a user's (or, with --company, a company's) notifications of one type."""
+    _subscription("unsubscribe", kind, company, token, path)
+
+
+@main.command()
+@click.option("--since", required=True, help="Changes since this date or date-time (ISO 8601; UTC).")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["profile", "itinerary"]),
+    help="What to walk (repeatable; default both).",
+)
+@_token_option("A company administrator's OAuth access token.")
+def backfill(since: str, kinds: tuple[str, ...], token: str) -> None:
+    """Queue a notification for every profile and trip changed since a date (workers process them)."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from concur_postback.concur.notification import Kind  # noqa: PLC0415
+    from concur_postback.errors import ConcurPostbackError  # noqa: PLC0415
+    from concur_postback.workers.backfill import parse_since, run_backfill  # noqa: PLC0415
+
+    settings = _settings()
+    _require(settings)
+    try:
+        cutoff = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    chosen = tuple(Kind(kind) for kind in kinds) or (Kind.PROFILE, Kind.ITINERARY)
+    progress = _BackfillBars() if sys.stderr.isatty() else None
+    try:
+        result = run_backfill(settings, token, cutoff, kinds=chosen, progress=progress)
+    except (ConcurPostbackError, RedisError) as exc:
+        raise click.ClickException(f"backfill failed: {str(exc).replace(token, '****')}") from None
+    finally:
+        if progress is not None:
+            progress.close()
+    click.echo(result.summary())
+
+
+class _BackfillBars:
+    """One click progress bar per kind, on stderr (only on a terminal)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, kind: object, total: int | None) -> None:
+        self.close()
+        if total:  # unknown or nothing: the summary line says it all
+            self._bar = click.progressbar(length=total, label=str(kind), file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+
+    def advance(self, kind: object, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def finish(self, kind: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @main.group()

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     sinks: str = "log:"
     concur_auth_scheme: str = Field(default="OAuth", pattern=r"^(OAuth|Bearer)$")
     concur_profile_version: str = Field(default="v2.0", pattern=r"^v[12]\.0$")
+    concur_subscribe_path: str = Field(default="/api/travelprofile/v1.0/subscribe", pattern=r"^/[^?#\s]*$")
     concur_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     concur_read_timeout_seconds: float = Field(default=30.0, gt=0)
     concur_max_rps: float = Field(default=50.0, gt=0)
@@ -72,11 +73,19 @@ class Settings(BaseSettings):
     sink_backoff_seconds: float = Field(default=1.0, ge=0)
     sink_backoff_max_seconds: float = Field(default=300.0, ge=0)
     dead_letter_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Metrics: a worker process serves its own on this port (unset: no server; one port per process).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("concur_allowed_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("postback_secret", "token_encryption_key", "sink_http_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`POSTBACK_SECRET=` (as compose and shells produce) means unset, not an empty secret."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("concur_base_url")
     @classmethod

@@ -18,7 +18,7 @@ from types import FrameType
 import structlog
 
 from concur_postback.config import Settings
-from concur_postback.embedded import EmbeddedRedis
+from concur_postback.embedded import EmbeddedRedis, free_port
 from concur_postback.tokens import ensure_key_file
 
 log = structlog.get_logger("concur_postback.run")
@@ -41,8 +41,20 @@ def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
             process.wait()
 
 
-def run_all(settings: Settings, host: str, port: int, workers: int) -> int:
-    """Run until SIGINT/SIGTERM or until a child dies; return the exit code."""
+def _start_simulator(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The Concur simulator on a free local port; the service and workers are pointed at it."""
+    sim_port = free_port()
+    env["CONCUR_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
+    process = _spawn(["simulate", "--host", "127.0.0.1", "--port", str(sim_port)], env)
+    log.info("run.simulator", url=env["CONCUR_BASE_URL"], pid=process.pid)
+    return process
+
+
+def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bool = False) -> int:
+    """Run until SIGINT/SIGTERM or until a child dies; return the exit code.
+
+    ``simulate``: also run the Concur simulator and point the service at it (CONCUR_BASE_URL).
+    """
     data_dir: Path = settings.data_dir
     env = dict(os.environ)
     stopping = threading.Event()
@@ -61,9 +73,14 @@ def run_all(settings: Settings, host: str, port: int, workers: int) -> int:
         log.info("run.embedded_redis", url=embedded.url, data_dir=str(data_dir / "redis"))
     if settings.token_encryption_key is None:
         env["TOKEN_ENCRYPTION_KEY"] = ensure_key_file(data_dir)
+    simulator = _start_simulator(env) if simulate else None
     web = _spawn(["serve", "--host", host, "--port", str(port)], env)
     worker_processes = [_spawn(["worker"], env) for _ in range(workers)]
-    children = [web, *worker_processes]
+    children = [web, *worker_processes, *([simulator] if simulator else [])]
+    if simulator is not None:
+        postback = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/postback"  # noqa: S104
+        log.info("run.try_it", command=f"concur-postback simulate fire --to {postback} --concur-url "
+                 f"{env['CONCUR_BASE_URL']} --count 20 --rate 5")  # fmt: skip
     exit_code = 0
     try:
         while not stopping.wait(0.5):
@@ -75,6 +92,8 @@ def run_all(settings: Settings, host: str, port: int, workers: int) -> int:
     finally:
         _stop([web], grace=35)
         _stop(worker_processes, grace=settings.job_timeout_seconds + 5)
+        if simulator is not None:
+            _stop([simulator], grace=5)
         if embedded is not None:
             embedded.stop()
         log.info("run.stopped")

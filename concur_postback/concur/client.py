@@ -18,6 +18,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
 
+from concur_postback import metrics
 from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.config import Settings
@@ -83,9 +84,12 @@ class ConcurClient:
         """GET the changed object; company notifications name the user with userid_type/userid_value."""
         url = self.url_for(kind, object_uri)
         params = {"userid_type": user[0], "userid_value": user[1]} if user else None
-        return await self.get(url, token, params)
+        return await self.get(url, token, params, kind.value)
 
-    async def get(self, url: str, token: OAuthToken, params: dict[str, str] | None = None) -> bytes:
+    async def get(
+        self, url: str, token: OAuthToken, params: dict[str, str] | None = None, kind: str = "other"
+    ) -> bytes:
+        """GET ``url`` with the token; ``kind`` labels the request's metrics."""
         try:
             host = (self._policy.check_url(url).hostname or "").lower()
         except InvalidPostback as exc:
@@ -97,13 +101,45 @@ class ConcurClient:
         authorization = f"{settings.concur_auth_scheme} {token.value}"
         headers = {"Authorization": authorization, "Accept": "application/xml"}
         async with limit.slot():
+            started = time.perf_counter()
             try:
                 response = await self._http.get(url, params=params, headers=headers)
+                elapsed = time.perf_counter() - started
+            except httpx.TimeoutException as exc:
+                metrics.record_fetch(kind, "timeout", time.perf_counter() - started)
+                raise RetryableFetch(f"timeout ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                metrics.record_fetch(kind, "connection_error", time.perf_counter() - started)
+                raise RetryableFetch(f"connection error ({type(exc).__name__})") from None
+        status = response.status_code
+        metrics.record_fetch(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
+        return _content_or_raise(response, limit)
+
+    async def post(
+        self, url: str, token: OAuthToken, params: dict[str, str] | None = None, body: bytes = b""
+    ) -> httpx.Response:
+        """POST to Concur (host policy and per-host limits as for `get`); the response whatever its
+        status, so the caller can read Concur's `<Error>` document. Network failures raise FetchError."""
+        try:
+            host = (self._policy.check_url(url).hostname or "").lower()
+        except InvalidPostback as exc:
+            raise HostNotAllowed(f"refusing to send a token to {exc.detail}") from None
+        settings = self._settings
+        limit = self._limits.get(host)
+        if limit is None:
+            limit = self._limits[host] = HostLimit(settings.concur_max_rps, settings.concur_max_in_flight)
+        headers = {
+            "Authorization": f"{settings.concur_auth_scheme} {token.value}",
+            "Accept": "application/xml",
+            "Content-Type": "application/xml",
+        }
+        async with limit.slot():
+            try:
+                return await self._http.post(url, params=params, headers=headers, content=body)
             except httpx.TimeoutException as exc:
                 raise RetryableFetch(f"timeout ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
                 raise RetryableFetch(f"connection error ({type(exc).__name__})") from None
-        return _content_or_raise(response, limit)
 
 
 def _content_or_raise(response: httpx.Response, limit: HostLimit) -> bytes:

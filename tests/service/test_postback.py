@@ -261,3 +261,8 @@ def test_token_is_never_stored_in_clear(server: LiveServer, redis: Redis) -> Non
         else:
             values = [orjson.dumps({str(k): str(v) for k, v in redis.hgetall(key).items()})]
         assert all(needle not in value for value in values), key
+
+
+def test_a_blank_secret_means_no_secret(make_settings: Callable[..., Settings]) -> None:
+    assert make_settings(postback_secret="").postback_secret is None
+    assert make_settings(postback_secret="  ").postback_secret is None

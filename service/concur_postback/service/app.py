@@ -15,11 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from concur_postback import logs
+from concur_postback import logs, metrics
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import INGEST_SCRIPT
-from concur_postback.service.access import AccessLogMiddleware
+from concur_postback.service.access import AccessLogMiddleware, annotate
 from concur_postback.service.committer import Committer
 from concur_postback.service.postback import PostbackEndpoint
 from concur_postback.tokens import TokenVault, vault_from_settings
@@ -61,6 +61,14 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     committer = Committer(redis, settings)
     endpoint = PostbackEndpoint(settings, vault, committer)
 
+    queue_depths = metrics.QueueDepthCollector(settings.redis_url, settings.queue_name)
+
+    def metrics_endpoint(request: Request) -> Response:
+        # A plain function: Starlette runs it in its thread pool, so the Redis reads of a scrape (sync
+        # client, short timeout) never block the event loop that acknowledges postbacks.
+        annotate(request.scope, "http.request", "debug")  # one scrape every few seconds: not at info
+        return Response(metrics.exposition(queue_depths), media_type=metrics.CONTENT_TYPE)
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -86,6 +94,7 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
         finally:
             await committer.stop()
             await redis.aclose()
+            queue_depths.close()
             log.info("service.stopped")
             logs.flush()
 
@@ -95,6 +104,7 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
         Route("/postback/{secret}" if with_secret else "/postback", endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return AccessLogMiddleware(PostbackFastPath(endpoint, app, with_secret))

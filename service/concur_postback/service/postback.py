@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
+from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
-from concur_postback.concur.notification import parse_postback
+from concur_postback import metrics
+from concur_postback.concur.notification import Kind, parse_postback, parse_query
 from concur_postback.config import Settings
 from concur_postback.errors import InvalidPostback, PayloadTooLarge, StoreUnavailable
 from concur_postback.inbox import build_record, ingest_args
@@ -69,33 +71,50 @@ async def send_not_found(send: Send) -> None:
     await send({"type": "http.response.body", "body": b"Not Found"})
 
 
+def kind_label(query_string: bytes) -> str:
+    """The kind a rejected postback names, for metrics (the error path only: it parses the query again)."""
+    try:
+        return Kind(parse_query(query_string).get("type", "").lower()).value
+    except (InvalidPostback, ValueError):
+        return metrics.UNKNOWN_KIND
+
+
 @dataclass(frozen=True)
 class PostbackEndpoint:
     settings: Settings
     vault: TokenVault
     committer: Committer
+    counters: dict[tuple[str, str], Counter] = field(default_factory=metrics.postback_counters)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         secret = self.settings.postback_secret
         if secret is not None and not hmac.compare_digest(
             scope["path"].removeprefix("/postback/").encode(), secret.get_secret_value().encode()
         ):
             await send_not_found(send)
             return
+        outcome = await self._answer(scope, receive, send)
+        if outcome is not None:
+            self.counters[outcome].inc()
+            metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, str] | None:
+        """Answer the postback; return its (kind, outcome) for the metrics, None if nobody was answered."""
         try:
             body = await read_body(scope, receive, self.settings.max_body_bytes)
             postback = parse_postback(scope["query_string"], body, self.settings.host_policy)
         except ClientDisconnected:
             annotate(scope, "postback.disconnected")
-            return
+            return None
         except PayloadTooLarge as exc:
             annotate(scope, "postback.rejected", reason="body_too_large", limit=exc.limit)
             await send_error(send, 413, "body_too_large", f"body larger than {exc.limit} bytes")
-            return
+            return kind_label(scope["query_string"]), metrics.TOO_LARGE
         except InvalidPostback as exc:
             annotate(scope, "postback.rejected", reason=exc.code, detail=exc.detail)
             await send_error(send, 400, exc.code, exc.detail)
-            return
+            return kind_label(scope["query_string"]), metrics.REJECTED
 
         record = build_record(postback, self.vault, scope.get(REQUEST_ID_KEY), time.time())
         try:
@@ -104,7 +123,7 @@ class PostbackEndpoint:
             annotate(scope, "postback.unavailable", "warning", reason=str(exc), kind=record.kind.value)
             retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())
             await send_error(send, 503, "unavailable", "cannot store the notification now", retry_after)
-            return
+            return record.kind.value, metrics.UNAVAILABLE
 
         annotate(
             scope,
@@ -115,5 +134,6 @@ class PostbackEndpoint:
             trip_id=record.trip_id,
             event_type=record.event_type,
         )
-        status = "accepted" if result.accepted else "duplicate"
+        status = metrics.ACCEPTED if result.accepted else metrics.DUPLICATE
         await send_json(send, 200, {"status": status, "id": result.id})
+        return record.kind.value, status

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import structlog
 from redis.asyncio import Redis
 
+from concur_postback import metrics
 from concur_postback.config import Settings
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, event_from_json
@@ -74,6 +75,7 @@ class Deliveries:
         self._settings = settings
         self._redis = redis
         self._sinks = {sink_id(sink): sink for sink in sinks}
+        self._counters = {ident: metrics.delivery_counters(sink.name) for ident, sink in self._sinks.items()}
         self._claim = redis.register_script(_CLAIM_SCRIPT)
 
     async def register(self) -> None:
@@ -119,6 +121,7 @@ class Deliveries:
             await asyncio.wait_for(sink.deliver(event, payload), self._settings.sink_timeout_seconds)
         except Exception as exc:
             return _classify(exc)
+        self._counters[ident][metrics.DELIVERED].inc()
         log.debug("delivery.delivered", sink=sink.name, event_id=event.id, request_id=event.request_id)
         return None
 
@@ -161,12 +164,14 @@ class Deliveries:
                 pipe.zrem(RETRY_KEY, letter)
                 pipe.srem(OWED_PREFIX + notification_id, ident)
                 await pipe.execute()
+            self._counters[ident][metrics.DEAD_LETTER].inc()
             log.error("delivery.dead_letter", id=notification_id, sink=sink, event_id=event.id,
                       reason=failure.reason, attempts=attempts, request_id=event.request_id)  # fmt: skip
             return
         backoff = min(settings.sink_backoff_max_seconds, settings.sink_backoff_seconds * 2 ** (attempts - 1))
         delay = max(random.uniform(backoff / 2, backoff), failure.retry_after or 0)  # noqa: S311 - jitter
         await self._redis.zadd(RETRY_KEY, {letter: time.time() + delay})
+        self._counters[ident][metrics.RETRY_SCHEDULED].inc()
         log.warning("delivery.retry_scheduled", id=notification_id, sink=sink, event_id=event.id,
                     reason=failure.reason, attempt=attempts, wait_s=round(delay, 2),
                     request_id=event.request_id)  # fmt: skip

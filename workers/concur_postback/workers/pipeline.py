@@ -23,6 +23,7 @@ import structlog
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from concur_postback import metrics
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import Kind
@@ -72,6 +73,7 @@ class Processor:
         self._sinks = sinks
         self._vault = vault
         self.deliveries = Deliveries(settings, redis, sinks)
+        self._counters = metrics.notification_counters()
         self._stop_retries = asyncio.Event()
         self._retries: asyncio.Task[None] | None = None
 
@@ -119,8 +121,10 @@ class Processor:
             event = await self._event(record, deadline)
         except (FetchError, InvalidDocument, GiveUp, TokenDecryptionError) as exc:
             bound.warning("notification.failed", reason=str(exc))
+            self._counters[record.kind, False].inc()
             return Outcome(record.id, False, str(exc))
         await self.deliveries.hand_over(record, event, event.to_json())
+        self._counters[record.kind, True].inc()
         bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
         return Outcome(record.id, True, "delivered")
 

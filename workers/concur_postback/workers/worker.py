@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from wsgiref.simple_server import WSGIServer
 
+import prometheus_client
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
@@ -37,8 +39,29 @@ def make_pump(redis: Redis, settings: Settings) -> Pump:
     return Pump(redis, job_queue(redis, settings), settings, process_notifications)
 
 
+def serve_metrics(port: int) -> WSGIServer:
+    """This process's metrics on ``port`` (all interfaces), from a daemon thread; each worker process
+    needs its own port. A port in use stops the worker at start with a clear message."""
+    try:
+        server, _ = prometheus_client.start_http_server(port)
+    except OSError as exc:
+        raise ConfigurationError(f"WORKER_METRICS_PORT {port}: cannot listen ({exc.strerror})") from None
+    log.info("worker.metrics_serving", port=port)
+    return server
+
+
 def run_worker(settings: Settings, burst: bool = False) -> None:
     """Work until stopped (or, with ``burst``, until nothing is left)."""
+    metrics_server = serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
+    try:
+        _run(settings, burst)
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+
+
+def _run(settings: Settings, burst: bool) -> None:
     install(settings)
     redis = connect(settings)
     queue = job_queue(redis, settings)

@@ -1,0 +1,327 @@
+"""`concur-postback backfill`: queue a notification for every profile and trip changed since a date.
+
+Walks Concur's profile summaries and trip summaries (concur/summaries.py) with a company administrator's
+token and stores, for each changed profile or trip, the notification Concur would have posted for it —
+a company notification (`userid_type=login`, `userid_value=<login>`), for trips with the trip's URI and
+id, event UPDATE and the summary's last-modified time — through the web tier's own ingest script
+(`build_record` + `ingest_args` + `INGEST_SCRIPT`). So it is deduplicated exactly like a postback and the
+workers process it like one: a trip change already stored (by a postback or an earlier backfill) is a
+duplicate for DEDUP_TTL; a profile is coalesced with a waiting notification for the same traveller
+(and, once processed, queued again by the next backfill, as a postback would be).
+
+Pages are fetched one after the other (Concur asks not to multi-thread page requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+from redis import Redis
+
+from concur_postback.concur.client import ConcurClient
+from concur_postback.concur.hosts import TRIP_ID_RE
+from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
+from concur_postback.concur.summaries import (
+    PROFILE_PAGE_MAX,
+    PROFILE_SUMMARY_PATH,
+    TRIP_SUMMARY_PATH,
+    Paging,
+    parse_profile_summaries,
+    parse_trip_summaries,
+)
+from concur_postback.config import Settings
+from concur_postback.errors import InvalidPostback, RetryableFetch
+from concur_postback.inbox import INGEST_SCRIPT, IngestArgs, build_record, ingest_args, ingest_argv
+from concur_postback.tokens import TokenVault, vault_from_settings
+from concur_postback.workers.worker import connect
+
+log = structlog.get_logger("concur_postback.backfill")
+
+MAX_PAGES = 10_000  # a guard against a Concur that keeps saying "more"
+KINDS = (Kind.PROFILE, Kind.ITINERARY)
+
+
+@dataclass
+class Counts:
+    found: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # summaries that cannot become a notification (no login, a URI off Concur's hosts)
+
+
+@dataclass
+class BackfillResult:
+    counts: dict[Kind, Counts] = field(default_factory=dict)
+
+    def total(self) -> Counts:
+        total = Counts()
+        for counts in self.counts.values():
+            total.found += counts.found
+            total.queued += counts.queued
+            total.duplicates += counts.duplicates
+            total.skipped += counts.skipped
+        return total
+
+    def summary(self) -> str:
+        parts = []
+        for kind, c in self.counts.items():
+            line = f"{kind.value}: found {c.found}, queued {c.queued}, duplicates {c.duplicates}"
+            parts.append(line + (f", skipped {c.skipped}" if c.skipped else ""))
+        t = self.total()
+        return f"found {t.found} / queued {t.queued} / duplicates {t.duplicates}  ({'; '.join(parts)})"
+
+
+class Progress(Protocol):
+    """What the command line shows (progress bars)."""
+
+    def start(self, kind: Kind, total: int | None) -> None:
+        """A kind's first page arrived; ``total`` items are expected (None: unknown)."""
+
+    def advance(self, kind: Kind, count: int) -> None:
+        """``count`` more summaries were handled."""
+
+    def finish(self, kind: Kind) -> None:
+        """The kind is done."""
+
+
+async def backfill(
+    settings: Settings,
+    redis: Redis,
+    token: OAuthToken,
+    since: str,
+    *,
+    kinds: tuple[Kind, ...] = KINDS,
+    progress: Progress | None = None,
+    client: ConcurClient | None = None,
+    items_per_page: int = PROFILE_PAGE_MAX,
+) -> BackfillResult:
+    """Walk the summaries of ``kinds`` modified since ``since`` (ISO date-time) and store notifications."""
+    show = progress or _Quiet()
+    vault = vault_from_settings(settings)
+    request_id = "backfill-" + secrets.token_hex(6)
+    own = client is None
+    concur = client or ConcurClient(settings)
+    result = BackfillResult()
+    try:
+        for kind in kinds:
+            counts = result.counts[kind] = Counts()
+            store = _Store(settings, redis, vault, token, request_id, counts)
+            if kind is Kind.PROFILE:
+                await _walk_profiles(
+                    settings,
+                    concur,
+                    token=token,
+                    since=since,
+                    per_page=items_per_page,
+                    store=store,
+                    show=show,
+                )
+            else:
+                await _walk_trips(
+                    settings,
+                    concur,
+                    token=token,
+                    since=since,
+                    per_page=items_per_page,
+                    store=store,
+                    show=show,
+                )
+            show.finish(kind)
+            log.info("backfill.done", kind=kind.value, request_id=request_id, found=counts.found,
+                     queued=counts.queued, duplicates=counts.duplicates, skipped=counts.skipped)  # fmt: skip
+    finally:
+        if own:
+            await concur.aclose()
+    return result
+
+
+async def _walk_profiles(
+    settings: Settings,
+    concur: ConcurClient,
+    *,
+    token: OAuthToken,
+    since: str,
+    per_page: int,
+    store: _Store,
+    show: Progress,
+) -> None:
+    url = settings.concur_base_url + PROFILE_SUMMARY_PATH
+    page = 1
+    while page <= MAX_PAGES:
+        params = {
+            "LastModifiedDate": since,
+            "Page": str(page),
+            "ItemsPerPage": str(min(per_page, PROFILE_PAGE_MAX)),
+        }
+        summaries = parse_profile_summaries(await _get(settings, concur, url, token, params))
+        _started(show, Kind.PROFILE, page, summaries.paging)
+        postbacks = [
+            Postback(Kind.PROFILE, token, "login", summary.login_id)
+            for summary in summaries.items
+            if _valid_login(summary.login_id)
+        ]
+        store.skip(len(summaries.items) - len(postbacks))
+        store.put(postbacks)
+        show.advance(Kind.PROFILE, len(summaries.items))
+        if not summaries.has_more(page):
+            return
+        page += 1
+
+
+async def _walk_trips(
+    settings: Settings,
+    concur: ConcurClient,
+    *,
+    token: OAuthToken,
+    since: str,
+    per_page: int,
+    store: _Store,
+    show: Progress,
+) -> None:
+    url = settings.concur_base_url + TRIP_SUMMARY_PATH
+    policy = settings.host_policy
+    page = 1
+    while page <= MAX_PAGES:
+        params = {
+            "lastModifiedDate": since,
+            "userid_type": "login",
+            "userid_value": "ALL",
+            "includeMetadata": "true",
+            "ItemsPerPage": str(per_page),
+            "Page": str(page),
+        }
+        summaries = parse_trip_summaries(await _get(settings, concur, url, token, params))
+        _started(show, Kind.ITINERARY, page, summaries.paging)
+        postbacks = []
+        for trip in summaries.items:
+            uri = trip.uri or f"{settings.concur_base_url}/api/travel/trip/v1.1/{trip.trip_id}"
+            try:
+                valid = policy.trip_id_from_uri(uri) == trip.trip_id and TRIP_ID_RE.match(trip.trip_id)
+            except InvalidPostback:
+                valid = False
+            if not valid or not trip.login_id or not _valid_login(trip.login_id):
+                log.warning(
+                    "backfill.skipped", trip_id=trip.trip_id[:128], reason="invalid trip URI or login"
+                )
+                continue
+            note = ItineraryNotification(uri, trip.trip_id, EventType.UPDATE, trip.last_modified, None)
+            postbacks.append(Postback(Kind.ITINERARY, token, "login", trip.login_id, note))
+        store.skip(len(summaries.items) - len(postbacks))
+        store.put(postbacks)
+        show.advance(Kind.ITINERARY, len(summaries.items))
+        if not summaries.has_more(page):
+            return
+        page += 1
+
+
+class _Quiet:
+    def start(self, kind: Kind, total: int | None) -> None:
+        pass
+
+    def advance(self, kind: Kind, count: int) -> None:
+        pass
+
+    def finish(self, kind: Kind) -> None:
+        pass
+
+
+def run_backfill(
+    settings: Settings,
+    token: str,
+    since: str,
+    *,
+    kinds: tuple[Kind, ...] = KINDS,
+    progress: Progress | None = None,
+    items_per_page: int = PROFILE_PAGE_MAX,
+) -> BackfillResult:
+    """The command: connect to Redis, walk the summaries, close everything."""
+    redis = connect(settings)
+    walk = backfill(
+        settings,
+        redis,
+        OAuthToken(token),
+        since,
+        kinds=kinds,
+        progress=progress,
+        items_per_page=items_per_page,
+    )
+    try:
+        return asyncio.run(walk)
+    finally:
+        redis.close()
+
+
+async def _get(
+    settings: Settings, concur: ConcurClient, url: str, token: OAuthToken, params: dict[str, str]
+) -> bytes:
+    """GET one page; 429, 5xx and network errors are retried (FETCH_ATTEMPTS, backoff, Retry-After)."""
+    attempt = 1
+    while True:
+        try:
+            return await concur.get(url, token, params)
+        except RetryableFetch as exc:
+            if attempt >= settings.fetch_attempts:
+                raise
+            backoff = min(
+                settings.fetch_backoff_max_seconds, settings.fetch_backoff_seconds * 2 ** (attempt - 1)
+            )
+            delay = max(random.uniform(backoff / 2, backoff), exc.retry_after or 0.0)  # noqa: S311 - jitter
+            log.info("backfill.retry", attempt=attempt, wait_s=round(delay, 2), reason=str(exc))
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+def _started(show: Progress, kind: Kind, page: int, paging: Paging | None) -> None:
+    if page == 1:
+        show.start(kind, paging.total_items if paging and paging.total_items is not None else None)
+
+
+def _valid_login(login: str) -> bool:
+    return len(login) <= 255 and login.isprintable()
+
+
+@dataclass
+class _Store:
+    settings: Settings
+    redis: Redis
+    vault: TokenVault
+    token: OAuthToken
+    request_id: str
+    counts: Counts
+
+    def skip(self, count: int) -> None:
+        self.counts.found += count
+        self.counts.skipped += count
+
+    def put(self, postbacks: list[Postback]) -> None:
+        """Store one page with one call of the web tier's ingest script."""
+        if not postbacks:
+            return
+        now = time.time()
+        batch: list[IngestArgs] = [
+            ingest_args(build_record(postback, self.vault, self.request_id, now)) for postback in postbacks
+        ]
+        reply = self.redis.eval(INGEST_SCRIPT, 0, *ingest_argv(batch, self.settings))
+        flags = reply[0::2]
+        stored = sum(1 for flag in flags if int(flag) == 1)
+        self.counts.found += len(postbacks)
+        self.counts.queued += stored
+        self.counts.duplicates += len(postbacks) - stored
+
+
+def parse_since(value: str) -> str:
+    """A date or date-time as Concur's LastModifiedDate wants it: `YYYY-MM-DDThh:mm:ss`."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or date-time: {value!r}") from None
+    if parsed.tzinfo is not None:  # Concur's modification times are UTC
+        parsed = parsed.astimezone(UTC)
+    return parsed.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")
