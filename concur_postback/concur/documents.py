@@ -22,7 +22,9 @@ from concur_postback.errors import InvalidDocument
 # What `extra` holds: text, a mapping of children (repeated names become lists), or a list.
 JSON = str | dict[str, "JSON"] | list["JSON"] | None
 
-_PAN_RE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# 13 or more digits, optionally grouped by up to two of " .-_/" between them: every way a card number
+# is commonly written (and some harmless long numbers with them: masking too much is the safe side).
+_PAN_RE = re.compile(r"(?<!\d)\d(?:[ ._/-]{0,2}\d){12,}(?!\d)")
 
 
 def parse(data: bytes, *roots: str) -> etree._Element:

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from concur_postback.concur.documents import scrub_card_numbers
 from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import (
     EventType,
@@ -230,3 +231,18 @@ def test_valid_notifications_round_trip(event: str, trip: str, ns: str, bom: boo
     body = (b"\xef\xbb\xbf" if bom else b"") + notification(uri=uri, trip=trip, event=event, ns=ns)
     note = parse_itinerary_notification(body, POLICY)
     assert (note.trip_id, note.event_type.value) == (trip, event.upper())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "4111.1111.1111.1111",
+     "4111  1111  1111  1111", "4111_1111_1111_1111", "4111/1111/1111/1111", "41111111111111111234"],
+)  # fmt: skip
+def test_card_numbers_are_masked_however_they_are_written(text: str) -> None:
+    masked = scrub_card_numbers(f"card: {text}.")
+    assert masked.startswith("card: ****") and not any(group in masked for group in ("4111", "1111 1111"))
+
+
+def test_short_numbers_and_dates_are_left_alone() -> None:
+    for text in ("2013-02-13T08:12:35", "+1 425 555 0100", "PNR 123456", "12/2030"):
+        assert scrub_card_numbers(text) == text

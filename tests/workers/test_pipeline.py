@@ -130,3 +130,19 @@ def test_the_same_change_has_the_same_event_id(pipeline: Pipeline, simulator: Si
     assert len(profiles) == 2
     assert profiles[0]["id"] == profiles[1]["id"]  # same document, same change
     assert profiles[0]["notification_id"] != profiles[1]["notification_id"]
+
+
+def test_an_unexpected_error_fails_only_its_notification_and_nothing_is_delivered_twice(
+    pipeline: Pipeline, redis: Redis
+) -> None:
+    good = pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    broken = "0" * 12 + "feedfacefeedface"  # a record no worker can read
+    redis.set("cp:n:" + broken, b"{not json")
+    redis.rpush("cp:inbox", broken)
+    redis.zadd("cp:pending", {broken: 1})
+    pipeline.work()
+    pipeline.work()  # a second run, as RQ would re-run a failed job, delivers nothing again
+    assert [event["notification_id"] for event in pipeline.events()] == [good]
+    queue_ = job_queue(redis, pipeline.settings)
+    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
+    assert f"{broken}: unexpected" in queue_.fetch_job(job_id).latest_result().exc_string

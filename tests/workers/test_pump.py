@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
+from concur_postback.concur.notification import Kind, OAuthToken, Postback
 from concur_postback.config import Settings
 from concur_postback.inbox import (
     INBOX_KEY,
@@ -60,5 +61,22 @@ def test_a_pump_that_lost_its_lease_mid_batch_enqueues_nothing(redis: Redis, set
     assert taken == ids
     redis.delete(PUMP_LOCK_KEY)  # the slow pump's lease expired while it was paused ...
     assert other.drain() == 4  # ... and the next holder enqueued the ids it had moved
-    assert slow._enqueue(taken) == 0  # the late transaction is refused by WATCH
+    assert slow._enqueue() == 0  # the late transaction is refused: the lease is no longer its own
     assert sorted(queued_ids(redis, settings)) == sorted(ids)
+
+
+def test_a_stale_pump_cannot_slip_ids_into_another_pumps_batch(redis: Redis, settings: Settings) -> None:
+    first = stored_ids(redis, settings, 1)
+    stale, holder = make_pump(redis, settings), make_pump(redis, settings)
+    assert stale.hold_lease()
+    redis.delete(PUMP_LOCK_KEY)  # the stale pump paused past its lease ...
+    assert holder.hold_lease()
+    assert holder._take_batch() == first  # ... and the new holder took the inbox
+    fop = Postback(Kind.FOP, OAuthToken("token-000001-abcdef"))
+    later = [
+        record.id for record in store(redis, settings, [fop])
+    ]  # a postback arrives; the stale pump wakes
+    assert stale._take_batch() == []  # without the lease it moves nothing
+    assert holder._enqueue() == 1
+    assert holder.drain() == 1
+    assert queued_ids(redis, settings) == first + later

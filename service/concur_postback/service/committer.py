@@ -63,7 +63,9 @@ class Committer:
                 self._wakeup.clear()
             try:
                 results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+                # ValueError: a reply of an unexpected shape. Anything caught fails this batch with a
+                # 503; the committer itself must keep running, or every later postback would hang.
                 error = StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
                 for _, future in batch:
                     if not future.done():

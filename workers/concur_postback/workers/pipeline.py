@@ -100,7 +100,10 @@ class Processor:
             self._process(ident, raw, was_done is not None, deadline)
             for ident, raw, was_done in zip(ids, raws, done, strict=True)
         )
-        return list(await asyncio.gather(*work))
+        # Every notification runs to its end even if another one raises something unexpected: the job
+        # must not fail (and be re-run by RQ) while some of its notifications are still being delivered.
+        results = await asyncio.gather(*work, return_exceptions=True)
+        return [_outcome(ident, result) for ident, result in zip(ids, results, strict=True)]
 
     async def _process(
         self, notification_id: str, raw: bytes | str | None, done: bool, deadline: float
@@ -193,3 +196,13 @@ class Processor:
             pipe.zrem(PENDING_KEY, record.id)
             pipe.delete(RECORD_PREFIX + record.id)
             await pipe.execute()
+
+
+def _outcome(notification_id: str, result: Outcome | BaseException) -> Outcome:
+    if isinstance(result, Outcome):
+        return result
+    if not isinstance(result, Exception):
+        raise result  # cancellation: the job timed out or the worker is stopping
+    reason = f"unexpected {type(result).__name__}: {result}"
+    log.error("notification.failed", id=notification_id, reason=reason)
+    return Outcome(notification_id, False, reason)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import structlog
 from redis import Redis
@@ -24,8 +25,12 @@ log = structlog.get_logger("concur_postback.pump")
 
 LEASE_MS = 10_000
 BACKLOG_POLL_SECONDS = 0.02
-# Move up to ARGV[1] more ids from the inbox to the pumping list, atomically; return all pumping ids.
+# If the lease (KEYS[3]) is ours (ARGV[2]), move up to ARGV[1] more ids from the inbox to the pumping
+# list, atomically; return all pumping ids. A pump that lost its lease must not touch cp:pumping.
 _MOVE_SCRIPT = """
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then
+  return {}
+end
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items > 0 then
   redis.call('LTRIM', KEYS[1], #items, -1)
@@ -77,10 +82,11 @@ class Pump:
             return 0
         ids = self._take_batch()
         if not ids and block_seconds > 0:
-            if self._redis.blmove(INBOX_KEY, PUMPING_KEY, block_seconds, "LEFT", "RIGHT") is None:
+            # Wait for work without taking it: BLMOVE from the inbox's head back to its head.
+            if self._redis.blmove(INBOX_KEY, INBOX_KEY, block_seconds, "LEFT", "LEFT") is None:
                 return 0
             ids = self._take_batch()
-        return self._enqueue(ids) if ids else 0
+        return self._enqueue() if ids else 0
 
     def drain(self) -> int:
         """Enqueue everything in the inbox now (for burst workers and tests)."""
@@ -106,16 +112,21 @@ class Pump:
         log.info("pump.stopped", owner=self._owner)
 
     def _take_batch(self) -> list[str]:
-        items = self._move(keys=[INBOX_KEY, PUMPING_KEY], args=[self._settings.pump_batch_size])
-        return [item.decode() if isinstance(item, bytes) else str(item) for item in items]
+        keys = [INBOX_KEY, PUMPING_KEY, PUMP_LOCK_KEY]
+        return _texts(self._move(keys=keys, args=[self._settings.pump_batch_size, self._owner]))
 
-    def _enqueue(self, ids: list[str]) -> int:
+    def _enqueue(self) -> int:
+        """Turn exactly what is in cp:pumping into one job, if the lease is still ours."""
         settings = self._settings
         with self._redis.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(PUMP_LOCK_KEY)  # type: ignore[no-untyped-call]
+                # WATCH both: a changed lease or a changed pumping list aborts the transaction.
+                pipe.watch(PUMP_LOCK_KEY, PUMPING_KEY)  # type: ignore[no-untyped-call]
                 if pipe.get(PUMP_LOCK_KEY) != self._owner.encode():
                     return 0  # lease lost: the new holder will enqueue what is in cp:pumping
+                ids = _texts(pipe.lrange(PUMPING_KEY, 0, -1))
+                if not ids:
+                    return 0
                 pipe.multi()
                 job = self._queue.prepare_data(
                     self._job,
@@ -134,3 +145,7 @@ class Pump:
                 return 0
         log.info("pump.enqueued", job_id=f"n-{ids[0]}", notifications=len(ids))
         return len(ids)
+
+
+def _texts(items: Iterable[Any]) -> list[str]:
+    return [item.decode() if isinstance(item, bytes) else str(item) for item in items]
