@@ -22,9 +22,10 @@ from concur_postback.errors import InvalidDocument
 # What `extra` holds: text, a mapping of children (repeated names become lists), or a list.
 JSON = str | dict[str, "JSON"] | list["JSON"] | None
 
-# 13 or more digits, optionally grouped by up to two of " .-_/" between them: every way a card number
-# is commonly written (and some harmless long numbers with them: masking too much is the safe side).
-_PAN_RE = re.compile(r"(?<!\d)\d(?:[ ._/-]{0,2}\d){12,}(?!\d)")
+# Card numbers as people write them: 13 or more digits with single spaces or hyphens anywhere, or
+# groups of four split by up to two of " ._/-" (4111.1111.1111.1111). Plain decimals such as a
+# latitude (38.812690000000) are not card-shaped and stay as they are.
+_PAN_RE = re.compile(r"(?<!\d)(?:\d(?:[ -]?\d){12,}|\d{4}(?:[ ._/-]{1,2}\d{4}){2}[ ._/-]{1,2}\d{1,7})(?!\d)")
 
 
 def parse(data: bytes, *roots: str) -> etree._Element:
