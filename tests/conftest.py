@@ -29,6 +29,7 @@ from concur_postback import logs
 from concur_postback.concur.notification import Kind, OAuthToken, Postback
 from concur_postback.config import Settings, load_settings
 from concur_postback.embedded import EmbeddedRedis
+from concur_postback.events import Event
 from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
 from concur_postback.service.app import create_app
 from concur_postback.simulator import Seen, create_simulator
@@ -59,6 +60,29 @@ def store(redis: Redis, settings: Settings, postbacks: list[Postback]) -> list[R
         assert flag == 1
         records.append(record)
     return records
+
+
+def sample_event(
+    n: int = 0, trip_id: str | None = "TRIP-1", kind: str = "itinerary", data: Any = None
+) -> Event:
+    """An event as sinks receive it, numbered so tests can tell them apart."""
+    return Event(
+        id=f"evt_{n:032x}",
+        kind=kind,
+        event_type="UPDATE",
+        received_at="2026-11-22T10:00:00.123Z",
+        fetched_at="2026-11-22T10:00:01.000Z",
+        notification_id=f"ntf-{n}",
+        request_id=f"req-{n}",
+        subject="login:traveller@example.com",
+        login_id="traveller@example.com",
+        userid_type="login",
+        userid_value="traveller@example.com",
+        trip_id=trip_id,
+        object_uri=None,
+        event_time="2026-11-22T10:00:00",
+        data={"n": n} if data is None else data,
+    )
 
 
 def profiles(count: int) -> list[Postback]:

@@ -32,7 +32,7 @@ from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
 from concur_postback.sinks.postgres import DEFAULT_TABLE, PostgresSink, parse_table
-from tests.conftest import CapturedLogs
+from tests.conftest import CapturedLogs, sample_event
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PASSWORD = "s3cret-Pa55word"  # trust auth ignores it; the tests hunt for it in names and messages
@@ -101,21 +101,10 @@ def with_password(url: str, password: str = PASSWORD) -> str:
 
 
 def make_event(n: int = 0, trip_id: str | None = "TRIP-1", kind: str = "itinerary") -> Event:
-    return Event(
-        id=f"evt_{n:032x}",
-        kind=kind,
-        event_type="UPDATE",
-        received_at="2026-11-22T10:00:00.123Z",
-        fetched_at="2026-11-22T10:00:01.000Z",
-        notification_id=f"ntf-{n}",
-        request_id=f"req-{n}",
-        subject="login:traveller@example.com",
-        login_id="traveller@example.com",
-        userid_type="login",
-        userid_value="traveller@example.com",
-        trip_id=trip_id,
-        object_uri=None,
-        event_time="2026-11-22T10:00:00",
+    return sample_event(
+        n,
+        trip_id,
+        kind,
         data={"n": n, "segments": [{"type": "Air", "from": "ZRH", "to": "JFK"}], "note": "é ✈"},
     )
 

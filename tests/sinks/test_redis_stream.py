@@ -19,6 +19,7 @@ from concur_postback.sinks.redis_stream import (
     DEFAULT_STREAM,
     RedisStreamSink,
 )
+from tests.conftest import sample_event
 
 PASSWORD = "s3cret-Pa55word"
 
@@ -29,23 +30,7 @@ def sink_url(redis_url: str, query: str = "stream=test:events") -> str:
 
 
 def make_event(n: int = 0, trip_id: str | None = "TRIP-1", kind: str = "itinerary") -> Event:
-    return Event(
-        id=f"evt_{n:032x}",
-        kind=kind,
-        event_type="UPDATE",
-        received_at="2026-11-22T10:00:00.000Z",
-        fetched_at="2026-11-22T10:00:01.000Z",
-        notification_id=f"ntf-{n}",
-        request_id=f"req-{n}",
-        subject="login:traveller@example.com",
-        login_id="traveller@example.com",
-        userid_type="login",
-        userid_value="traveller@example.com",
-        trip_id=trip_id,
-        object_uri=None,
-        event_time="2026-11-22T10:00:00",
-        data={"n": n, "note": "x" * 200},
-    )
+    return sample_event(n, trip_id, kind, data={"n": n, "note": "x" * 200})
 
 
 def deliver_all(sink: RedisStreamSink, events: list[Event]) -> None:
