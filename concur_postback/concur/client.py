@@ -90,27 +90,16 @@ class ConcurClient:
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, kind: str = "other"
     ) -> bytes:
         """GET ``url`` with the token; ``kind`` labels the request's metrics."""
-        try:
-            host = (self._policy.check_url(url).hostname or "").lower()
-        except InvalidPostback as exc:
-            raise HostNotAllowed(f"refusing to send a token to {exc.detail}") from None
-        settings = self._settings
-        limit = self._limits.get(host)
-        if limit is None:
-            limit = self._limits[host] = HostLimit(settings.concur_max_rps, settings.concur_max_in_flight)
-        authorization = f"{settings.concur_auth_scheme} {token.value}"
-        headers = {"Authorization": authorization, "Accept": "application/xml"}
+        limit = self._limit_for(url)
         async with limit.slot():
             started = time.perf_counter()
             try:
-                response = await self._http.get(url, params=params, headers=headers)
-                elapsed = time.perf_counter() - started
-            except httpx.TimeoutException as exc:
-                metrics.record_fetch(kind, "timeout", time.perf_counter() - started)
-                raise RetryableFetch(f"timeout ({type(exc).__name__})") from None
+                response = await self._http.get(url, params=params, headers=self._headers(token))
             except httpx.TransportError as exc:
-                metrics.record_fetch(kind, "connection_error", time.perf_counter() - started)
-                raise RetryableFetch(f"connection error ({type(exc).__name__})") from None
+                failure = _network_failure(exc)
+                metrics.record_fetch(kind, failure.outcome, time.perf_counter() - started)
+                raise failure from None
+            elapsed = time.perf_counter() - started
         status = response.status_code
         metrics.record_fetch(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
         return _content_or_raise(response, limit)
@@ -120,26 +109,41 @@ class ConcurClient:
     ) -> httpx.Response:
         """POST to Concur (host policy and per-host limits as for `get`); the response whatever its
         status, so the caller can read Concur's `<Error>` document. Network failures raise FetchError."""
+        headers = self._headers(token, **{"Content-Type": "application/xml"})
+        async with self._limit_for(url).slot():
+            try:
+                return await self._http.post(url, params=params, headers=headers, content=body)
+            except httpx.TransportError as exc:
+                raise _network_failure(exc) from None
+
+    def _limit_for(self, url: str) -> HostLimit:
+        """The limits of the URL's host — after checking that the token may go there at all."""
         try:
             host = (self._policy.check_url(url).hostname or "").lower()
         except InvalidPostback as exc:
             raise HostNotAllowed(f"refusing to send a token to {exc.detail}") from None
-        settings = self._settings
         limit = self._limits.get(host)
         if limit is None:
+            settings = self._settings
             limit = self._limits[host] = HostLimit(settings.concur_max_rps, settings.concur_max_in_flight)
-        headers = {
-            "Authorization": f"{settings.concur_auth_scheme} {token.value}",
-            "Accept": "application/xml",
-            "Content-Type": "application/xml",
-        }
-        async with limit.slot():
-            try:
-                return await self._http.post(url, params=params, headers=headers, content=body)
-            except httpx.TimeoutException as exc:
-                raise RetryableFetch(f"timeout ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                raise RetryableFetch(f"connection error ({type(exc).__name__})") from None
+        return limit
+
+    def _headers(self, token: OAuthToken, **extra: str) -> dict[str, str]:
+        authorization = f"{self._settings.concur_auth_scheme} {token.value}"
+        return {"Authorization": authorization, "Accept": "application/xml", **extra}
+
+
+class _NetworkFailure(RetryableFetch):
+    def __init__(self, detail: str, outcome: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome  # the metrics label
+
+
+def _network_failure(exc: httpx.TransportError) -> _NetworkFailure:
+    """A timeout or connection error, as a retryable FetchError (never the URL: it may carry a query)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return _NetworkFailure(f"timeout ({type(exc).__name__})", "timeout")
+    return _NetworkFailure(f"connection error ({type(exc).__name__})", "connection_error")
 
 
 def _content_or_raise(response: httpx.Response, limit: HostLimit) -> bytes:

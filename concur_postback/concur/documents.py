@@ -50,7 +50,7 @@ def element_data(element: etree._Element) -> JSON:
         return scrub_card_numbers((element.text or "").strip())
     data: dict[str, JSON] = {f"@{k}": scrub_card_numbers(v) for k, v in _attributes(element)}
     for child in children:
-        _add(data, local_name(child), element_data(child))
+        add_value(data, local_name(child), element_data(child))
     text = (element.text or "").strip()
     if text:
         data["#text"] = scrub_card_numbers(text)
@@ -70,12 +70,11 @@ def _attributes(element: etree._Element) -> Iterator[tuple[str, str]]:
         yield local_attr(str(key)), str(value)
 
 
-def _add(data: dict[str, JSON], name: str, value: JSON) -> None:
+def add_value(data: dict[str, JSON], name: str, value: JSON) -> None:
+    """Add ``value`` under ``name`` without overwriting: a name seen twice holds a list."""
     if name not in data:
         data[name] = value
-        return
-    existing = data[name]
-    if isinstance(existing, list):
+    elif isinstance(existing := data[name], list):
         existing.append(value)
     else:
         data[name] = [existing, value]
@@ -134,7 +133,7 @@ class Fields:
         }
         for child in _elements(self.element):
             if local_name(child).lower() not in self._used:
-                _add(data, local_name(child), element_data(child))
+                add_value(data, local_name(child), element_data(child))
         return data
 
 

@@ -23,6 +23,7 @@ from lxml import etree
 from concur_postback.concur.documents import (
     JSON,
     Fields,
+    add_value,
     element_data,
     parse,
     scrub_card_numbers,
@@ -238,7 +239,7 @@ class _Record:
     def extra(self) -> dict[str, JSON]:
         data = self.fields.extra()
         for name, value in self._kept:
-            _append(data, name, value)
+            add_value(data, name, value)
         return {key: _redact(value, _hider(key)) for key, value in data.items()}
 
     def _find(self, names: tuple[str, ...]) -> tuple[str, str] | None:
@@ -254,16 +255,6 @@ class _Record:
                 text = "".join(map(str, element.itertext())).strip()
                 return (local_name(element), text) if text else None
         return None
-
-
-def _append(data: dict[str, JSON], name: str, value: JSON) -> None:
-    """Add ``value`` under ``name``; a name seen twice holds a list, as in ``element_data``."""
-    if name not in data:
-        data[name] = value
-    elif isinstance(existing := data[name], list):
-        existing.append(value)
-    else:
-        data[name] = [existing, value]
 
 
 def _mask_number(value: str) -> str:

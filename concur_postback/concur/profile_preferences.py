@@ -13,7 +13,14 @@ from typing import TypeVar
 
 from lxml import etree
 
-from concur_postback.concur.documents import JSON, Fields, element_data, scrub_card_numbers, to_bool
+from concur_postback.concur.documents import (
+    JSON,
+    Fields,
+    add_value,
+    element_data,
+    scrub_card_numbers,
+    to_bool,
+)
 from concur_postback.concur.xml import local_name
 
 T = TypeVar("T")
@@ -96,9 +103,9 @@ class ProfileFields(Fields):
         for nested in self._nested:
             leftover = nested.rest()
             if leftover:
-                _append(data, local_name(nested.element), leftover)
+                add_value(data, local_name(nested.element), leftover)
         for spare in dict.fromkeys(self._spares):  # a field read twice is kept once
-            _append(data, local_name(spare), element_data(spare))
+            add_value(data, local_name(spare), element_data(spare))
         return data
 
 
@@ -114,16 +121,6 @@ def _has_more_than_text(element: etree._Element) -> bool:
 
 def _children(element: etree._Element) -> Iterator[etree._Element]:
     return element.iterchildren(etree.Element)
-
-
-def _append(data: dict[str, JSON], name: str, value: JSON) -> None:
-    existing = data.get(name)
-    if name not in data:
-        data[name] = value
-    elif isinstance(existing, list):
-        existing.append(value)
-    else:
-        data[name] = [existing, value]
 
 
 @dataclass(frozen=True)

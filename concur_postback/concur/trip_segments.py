@@ -23,6 +23,7 @@ from lxml import etree
 from concur_postback.concur.documents import (
     JSON,
     Fields,
+    add_value,
     element_data,
     local_attr,
     scrub_card_numbers,
@@ -64,7 +65,7 @@ def read(cls: type[R], element: etree._Element) -> R:
     if own_text:
         extra["#text"] = scrub_card_numbers(own_text)
     for name, value in leftovers.items():
-        _keep(extra, name, value)
+        add_value(extra, name, value)
     values["extra"] = extra
     return cls(**values)
 
@@ -116,7 +117,7 @@ def _text(names: tuple[str, ...], found: Fields, leftovers: Leftovers) -> str | 
     for element in elements:
         # A repeated element that disagrees, or one that came with structure, must not vanish silently.
         if len(element) or _joined(element) != first:
-            _keep(leftovers, local_name(element), element_data(element))
+            add_value(leftovers, local_name(element), element_data(element))
     return first
 
 
@@ -126,7 +127,7 @@ def _parsed(
     raw = _text(names, found, leftovers)
     value = None if raw is None else parse(raw)
     if raw is not None and value is None:
-        _keep(leftovers, local_name(found.all(*names)[0]), scrub_card_numbers(raw))
+        add_value(leftovers, local_name(found.all(*names)[0]), scrub_card_numbers(raw))
     return value
 
 
@@ -146,7 +147,7 @@ def _items(
             continue
         for child in _children(element, leftovers):
             if item_names and local_name(child).lower() not in item_names:  # kept, not mislabelled
-                _keep(leftovers, local_name(element), {local_name(child): element_data(child)})
+                add_value(leftovers, local_name(element), {local_name(child): element_data(child)})
             else:
                 made.append(make(child))
     return made
@@ -161,7 +162,7 @@ def _children(container: etree._Element, leftovers: Leftovers) -> Iterator[etree
     if own_text:
         stray["#text"] = scrub_card_numbers(own_text)
     if stray:
-        _keep(leftovers, local_name(container), stray)
+        add_value(leftovers, local_name(container), stray)
     return container.iterchildren(etree.Element)
 
 
@@ -178,16 +179,6 @@ def _to_int(raw: str) -> int | None:
     digits = raw.removeprefix("-")
     # ASCII digits only (int() also takes "1_0" and other scripts), and short enough to be a count.
     return int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
-
-
-def _keep(data: dict[str, JSON], name: str, value: JSON) -> None:
-    """Add to ``data`` without overwriting: a second value for a name makes a list."""
-    if name not in data:
-        data[name] = value
-    elif isinstance(existing := data[name], list):
-        existing.append(value)
-    else:
-        data[name] = [existing, value]
 
 
 @dataclass(frozen=True, kw_only=True)
