@@ -15,7 +15,6 @@ Pages are fetched one after the other (Concur asks not to multi-thread page requ
 from __future__ import annotations
 
 import asyncio
-import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,9 @@ from typing import Protocol
 
 import structlog
 from redis import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from concur_postback.backoff import backoff_delay
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.hosts import TRIP_ID_RE
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
@@ -262,20 +263,30 @@ async def _get(
     settings: Settings, concur: ConcurClient, url: str, token: OAuthToken, params: dict[str, str]
 ) -> bytes:
     """GET one page; 429, 5xx and network errors are retried (FETCH_ATTEMPTS, backoff, Retry-After)."""
-    attempt = 1
-    while True:
-        try:
-            return await concur.get(url, token, params)
-        except RetryableFetch as exc:
-            if attempt >= settings.fetch_attempts:
-                raise
-            backoff = min(
-                settings.fetch_backoff_max_seconds, settings.fetch_backoff_seconds * 2 ** (attempt - 1)
-            )
-            delay = max(random.uniform(backoff / 2, backoff), exc.retry_after or 0.0)  # noqa: S311 - jitter
-            log.info("backfill.retry", attempt=attempt, wait_s=round(delay, 2), reason=str(exc))
-            await asyncio.sleep(delay)
-            attempt += 1
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, RetryableFetch) else None
+        delay = backoff_delay(
+            state.attempt_number,
+            settings.fetch_backoff_seconds,
+            settings.fetch_backoff_max_seconds,
+            retry_after,
+        )
+        log.info("backfill.retry", attempt=state.attempt_number, wait_s=round(delay, 2), reason=str(exc))
+        return delay
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(settings.fetch_attempts),
+        wait=wait,
+        retry=retry_if_exception_type(RetryableFetch),
+        reraise=True,
+    )
+    body = b""
+    async for attempt in retrying:
+        with attempt:
+            body = await concur.get(url, token, params)
+    return body
 
 
 def _started(show: Progress, kind: Kind, page: int, paging: Paging | None) -> None:

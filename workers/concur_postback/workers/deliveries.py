@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import structlog
 from redis.asyncio import Redis
 
 from concur_postback import metrics
+from concur_postback.backoff import backoff_delay
 from concur_postback.config import Settings
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, event_from_json
@@ -168,8 +168,9 @@ class Deliveries:
             log.error("delivery.dead_letter", id=notification_id, sink=sink, event_id=event.id,
                       reason=failure.reason, attempts=attempts, request_id=event.request_id)  # fmt: skip
             return
-        backoff = min(settings.sink_backoff_max_seconds, settings.sink_backoff_seconds * 2 ** (attempts - 1))
-        delay = max(random.uniform(backoff / 2, backoff), failure.retry_after or 0)  # noqa: S311 - jitter
+        delay = backoff_delay(
+            attempts, settings.sink_backoff_seconds, settings.sink_backoff_max_seconds, failure.retry_after
+        )
         await self._redis.zadd(RETRY_KEY, {letter: time.time() + delay})
         self._counters[ident][metrics.RETRY_SCHEDULED].inc()
         log.warning("delivery.retry_scheduled", id=notification_id, sink=sink, event_id=event.id,

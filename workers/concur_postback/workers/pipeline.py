@@ -13,7 +13,6 @@ delivers it to every sink independently: a re-run of the job after a crash skips
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from concur_postback import metrics
+from concur_postback.backoff import backoff_delay
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import Kind
@@ -157,15 +157,16 @@ class Processor:
         settings = self._settings
 
         def wait(state: RetryCallState) -> float:
-            exponential = settings.fetch_backoff_seconds * 2 ** (state.attempt_number - 1)
-            backoff = min(settings.fetch_backoff_max_seconds, exponential)
-            delay = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not cryptography
             exc = state.outcome.exception() if state.outcome else None
             retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-            if retry_after is not None:
-                if retry_after > settings.fetch_backoff_max_seconds:
-                    raise GiveUp(f"{exc}; Concur asked to retry after {retry_after:.0f} s")
-                delay = max(delay, retry_after)
+            if retry_after is not None and retry_after > settings.fetch_backoff_max_seconds:
+                raise GiveUp(f"{exc}; Concur asked to retry after {retry_after:.0f} s")
+            delay = backoff_delay(
+                state.attempt_number,
+                settings.fetch_backoff_seconds,
+                settings.fetch_backoff_max_seconds,
+                retry_after,
+            )
             if time.monotonic() + delay > deadline:
                 raise GiveUp(f"{exc} after {state.attempt_number} attempt(s); no time left in this job")
             log.info("fetch.retry", id=record.id, attempt=state.attempt_number, wait_s=round(delay, 2),
