@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from redis import Redis
@@ -34,6 +34,7 @@ from concur_postback.concur.summaries import (
     PROFILE_SUMMARY_PATH,
     TRIP_SUMMARY_PATH,
     Paging,
+    SummaryPage,
     parse_profile_summaries,
     parse_trip_summaries,
 )
@@ -114,26 +115,10 @@ async def backfill(
         for kind in kinds:
             counts = result.counts[kind] = Counts()
             store = _Store(settings, redis, vault, token, request_id, counts)
-            if kind is Kind.PROFILE:
-                await _walk_profiles(
-                    settings,
-                    concur,
-                    token=token,
-                    since=since,
-                    per_page=items_per_page,
-                    store=store,
-                    show=show,
-                )
-            else:
-                await _walk_trips(
-                    settings,
-                    concur,
-                    token=token,
-                    since=since,
-                    per_page=items_per_page,
-                    store=store,
-                    show=show,
-                )
+            walker = _ProfileWalk(token) if kind is Kind.PROFILE else _TripWalk(settings, token)
+            await _walk(
+                settings, concur, walker, since=since, per_page=items_per_page, store=store, show=show
+            )
             show.finish(kind)
             log.info("backfill.done", kind=kind.value, request_id=request_id, found=counts.found,
                      queued=counts.queued, duplicates=counts.duplicates, skipped=counts.skipped)  # fmt: skip
@@ -143,83 +128,102 @@ async def backfill(
     return result
 
 
-async def _walk_profiles(
+class _Walk(Protocol):
+    """What differs between walking profile summaries and trip summaries."""
+
+    @property
+    def kind(self) -> Kind: ...
+
+    @property
+    def path(self) -> str: ...
+
+    def params(self, since: str, per_page: int) -> dict[str, str]: ...
+
+    def read(self, body: bytes) -> SummaryPage[Any]: ...
+
+    def postbacks(self, items: list[Any]) -> list[Postback]: ...
+
+
+async def _walk(
     settings: Settings,
     concur: ConcurClient,
+    walker: _Walk,
     *,
-    token: OAuthToken,
     since: str,
     per_page: int,
     store: _Store,
     show: Progress,
 ) -> None:
-    url = settings.concur_base_url + PROFILE_SUMMARY_PATH
-    page = 1
-    while page <= MAX_PAGES:
-        params = {
-            "LastModifiedDate": since,
-            "Page": str(page),
-            "ItemsPerPage": str(min(per_page, PROFILE_PAGE_MAX)),
-        }
-        summaries = parse_profile_summaries(await _get(settings, concur, url, token, params))
-        _started(show, Kind.PROFILE, page, summaries.paging)
-        postbacks = [
-            Postback(Kind.PROFILE, token, "login", summary.login_id)
-            for summary in summaries.items
-            if _valid_login(summary.login_id)
-        ]
+    """Page through the summaries one page after another (Concur asks not to multi-thread them)."""
+    url = settings.concur_base_url + walker.path
+    params = walker.params(since, per_page)
+    for page in range(1, MAX_PAGES + 1):
+        summaries = walker.read(await _get(settings, concur, url, store.token, {**params, "Page": str(page)}))
+        _started(show, walker.kind, page, summaries.paging)
+        postbacks = walker.postbacks(summaries.items)
         store.skip(len(summaries.items) - len(postbacks))
         store.put(postbacks)
-        show.advance(Kind.PROFILE, len(summaries.items))
+        show.advance(walker.kind, len(summaries.items))
         if not summaries.has_more(page):
             return
-        page += 1
 
 
-async def _walk_trips(
-    settings: Settings,
-    concur: ConcurClient,
-    *,
-    token: OAuthToken,
-    since: str,
-    per_page: int,
-    store: _Store,
-    show: Progress,
-) -> None:
-    url = settings.concur_base_url + TRIP_SUMMARY_PATH
-    policy = settings.host_policy
-    page = 1
-    while page <= MAX_PAGES:
-        params = {
+@dataclass(frozen=True)
+class _ProfileWalk:
+    token: OAuthToken
+    kind: Kind = Kind.PROFILE
+    path: str = PROFILE_SUMMARY_PATH
+
+    def params(self, since: str, per_page: int) -> dict[str, str]:
+        return {"LastModifiedDate": since, "ItemsPerPage": str(min(per_page, PROFILE_PAGE_MAX))}
+
+    def read(self, body: bytes) -> SummaryPage[Any]:
+        return parse_profile_summaries(body)
+
+    def postbacks(self, items: list[Any]) -> list[Postback]:
+        return [
+            Postback(Kind.PROFILE, self.token, "login", summary.login_id)
+            for summary in items
+            if _valid_login(summary.login_id)
+        ]
+
+
+@dataclass(frozen=True)
+class _TripWalk:
+    settings: Settings
+    token: OAuthToken
+    kind: Kind = Kind.ITINERARY
+    path: str = TRIP_SUMMARY_PATH
+
+    def params(self, since: str, per_page: int) -> dict[str, str]:
+        return {
             "lastModifiedDate": since,
             "userid_type": "login",
             "userid_value": "ALL",
             "includeMetadata": "true",
             "ItemsPerPage": str(per_page),
-            "Page": str(page),
         }
-        summaries = parse_trip_summaries(await _get(settings, concur, url, token, params))
-        _started(show, Kind.ITINERARY, page, summaries.paging)
+
+    def read(self, body: bytes) -> SummaryPage[Any]:
+        return parse_trip_summaries(body)
+
+    def postbacks(self, items: list[Any]) -> list[Postback]:
+        base = self.settings.concur_base_url
         postbacks = []
-        for trip in summaries.items:
-            uri = trip.uri or f"{settings.concur_base_url}/api/travel/trip/v1.1/{trip.trip_id}"
+        for trip in items:
+            uri = trip.uri or f"{base}/api/travel/trip/v1.1/{trip.trip_id}"
             try:
-                valid = policy.trip_id_from_uri(uri) == trip.trip_id and TRIP_ID_RE.match(trip.trip_id)
+                valid = self.settings.host_policy.trip_id_from_uri(uri) == trip.trip_id
             except InvalidPostback:
                 valid = False
-            if not valid or not trip.login_id or not _valid_login(trip.login_id):
+            if not valid or not TRIP_ID_RE.match(trip.trip_id) or not _valid_login(trip.login_id):
                 log.warning(
                     "backfill.skipped", trip_id=trip.trip_id[:128], reason="invalid trip URI or login"
                 )
                 continue
             note = ItineraryNotification(uri, trip.trip_id, EventType.UPDATE, trip.last_modified, None)
-            postbacks.append(Postback(Kind.ITINERARY, token, "login", trip.login_id, note))
-        store.skip(len(summaries.items) - len(postbacks))
-        store.put(postbacks)
-        show.advance(Kind.ITINERARY, len(summaries.items))
-        if not summaries.has_more(page):
-            return
-        page += 1
+            postbacks.append(Postback(Kind.ITINERARY, self.token, "login", trip.login_id, note))
+        return postbacks
 
 
 class _Quiet:
@@ -294,8 +298,8 @@ def _started(show: Progress, kind: Kind, page: int, paging: Paging | None) -> No
         show.start(kind, paging.total_items if paging and paging.total_items is not None else None)
 
 
-def _valid_login(login: str) -> bool:
-    return len(login) <= 255 and login.isprintable()
+def _valid_login(login: str | None) -> bool:
+    return bool(login) and len(login or "") <= 255 and (login or "").isprintable()
 
 
 @dataclass
