@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     fetch_backoff_seconds: float = Field(default=1.0, ge=0)
     fetch_backoff_max_seconds: float = Field(default=20.0, ge=0)
     worker_maintenance_seconds: int = Field(default=15, ge=1)
+    # A killed worker's batch is re-queued within this + WORKER_MAINTENANCE_SECONDS (about 35 s).
+    worker_heartbeat_ttl_seconds: int = Field(default=20, ge=4)
     sink_timeout_seconds: float = Field(default=20.0, gt=0)  # above the HTTP sink's 5 s connect + 10 s read
     sink_http_secret: SecretStr | None = None
     sink_attempts: int = Field(default=8, ge=1, le=100)

@@ -127,6 +127,7 @@ def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
         SINKS=f"file://{events}",
         JOB_TIMEOUT_SECONDS="20",
         WORKER_MAINTENANCE_SECONDS="2",
+        WORKER_HEARTBEAT_TTL_SECONDS="4",
     )
     port = free_port()
     server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
@@ -149,7 +150,46 @@ def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
     delivered = second.wait_for("notification.delivered", timeout=150)
     recovered_after = time.monotonic() - killed_at
     assert delivered["id"] == ident
-    assert recovered_after < 90  # RQ notices the lapsed heartbeat (~65 s) at its next clean-up
+    assert recovered_after < 30  # the heartbeat lapses after 4 s; a clean-up runs every 2 s
     assert [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()] == [ident]
     second.stop()
     server.stop()
+
+
+def test_a_job_outliving_its_heartbeat_ttl_is_not_taken_from_a_live_worker(
+    redis_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The running job beats from a thread: with a 4 s TTL and Concur answering after 12 s, a second
+    worker cleaning the registry every second must leave the job alone (one fetch, one delivery)."""
+    events = tmp_path / "events.jsonl"
+    env = clean_env(
+        REDIS_URL=redis_url,
+        TOKEN_ENCRYPTION_KEY=generate_key(),
+        CONCUR_BASE_URL=simulator.url,
+        SINKS=f"file://{events}",
+        JOB_TIMEOUT_SECONDS="30",
+        WORKER_MAINTENANCE_SECONDS="1",
+        WORKER_HEARTBEAT_TTL_SECONDS="4",
+    )
+    port = free_port()
+    server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
+    server.wait_for("Uvicorn running on", prefix=True)
+    simulator.fault(match="/TRIPSLOW", status=0, delay_ms=12_000, times=1)
+    posted = httpx.post(
+        f"http://127.0.0.1:{port}/postback",
+        params={"type": "Itinerary", "oauth_token_key": TOKEN},
+        content=simulator.notification("TRIPSLOW"),
+    )
+    ident = posted.json()["id"]
+
+    busy = Process(["worker"], env)
+    assert simulator.arrivals.get(timeout=30).path.endswith("/TRIPSLOW")
+    idle = Process(["worker"], env)  # cleans the registries every second while the fetch hangs
+    idle.wait_for("Worker ", prefix=True)  # started: RQ logs "Worker <name>: started with PID …"
+    assert busy.wait_for("notification.delivered", timeout=60)["id"] == ident
+    idle.stop()
+    busy.stop()
+    server.stop()
+    assert [r["path"] for r in simulator.requests()].count("/api/travel/trip/v1.1/TRIPSLOW") == 1
+    assert "notification.delivered" not in idle.output
+    assert [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()] == [ident]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -15,7 +16,10 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
@@ -50,6 +54,42 @@ def serve_metrics(port: int) -> WSGIServer:
     return server
 
 
+class HeartbeatWorker(SimpleWorker):
+    """A SimpleWorker whose running job says it is alive every few seconds, from a thread.
+
+    SimpleWorker marks a job alive once, for its whole timeout + 60 s, so a batch abandoned by a killed
+    worker would wait minutes to be re-queued. Beating every ``heartbeat_ttl / 4`` seconds lets the
+    registry entry lapse ``heartbeat_ttl`` seconds after a crash; the next registry clean-up (every
+    ``maintenance_interval``, by any worker) then re-queues the batch.
+    """
+
+    def __init__(self, *args: Any, heartbeat_ttl: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat_ttl = heartbeat_ttl
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.heartbeat_ttl
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, execution, done), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat(self, job: Job, execution: Execution, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_ttl / 4):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except RedisError as exc:  # Redis restarting: the next beat may get through in time
+                log.warning("worker.heartbeat_failed", job_id=job.id, error=str(exc))
+
+
 def run_worker(settings: Settings, burst: bool = False) -> None:
     """Work until stopped (or, with ``burst``, until nothing is left)."""
     metrics_server = serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
@@ -66,16 +106,17 @@ def _run(settings: Settings, burst: bool) -> None:
     redis = connect(settings)
     queue = job_queue(redis, settings)
     pump = make_pump(redis, settings)
-    # An abandoned job (its worker killed) is noticed when its heartbeat lapses, ~65-80 s after it
-    # started, at the next registry clean-up: every WORKER_MAINTENANCE_SECONDS instead of 10 min.
-    # An idle worker runs clean-ups between blocking dequeues of worker_ttl - 15 s, hence the TTL.
-    worker = SimpleWorker(
+    # An abandoned job (its worker killed) is re-queued at the first registry clean-up after its
+    # heartbeat lapses: every WORKER_MAINTENANCE_SECONDS instead of RQ's 10 min. An idle worker runs
+    # clean-ups between blocking dequeues of worker_ttl - 15 s, hence the TTL.
+    worker = HeartbeatWorker(
         [queue],
         connection=redis,
         serializer=JSONSerializer,
         maintenance_interval=settings.worker_maintenance_seconds,
         worker_ttl=settings.worker_maintenance_seconds + 15,
         job_monitoring_interval=5,
+        heartbeat_ttl=settings.worker_heartbeat_ttl_seconds,
     )
     stop = threading.Event()
     thread = threading.Thread(target=pump.run, args=(stop,), name="pump", daemon=True)
