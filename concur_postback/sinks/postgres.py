@@ -123,12 +123,19 @@ class PostgresSink:
         return sink
 
     def check(self) -> None:
-        """Connect synchronously and create the table and indexes if missing; ConfigurationError if not."""
+        """Connect synchronously and create the table and indexes if missing.
+
+        A server that answers and refuses (credentials, database, table) is a ConfigurationError. One
+        that cannot be reached is only logged: a worker restarted during a database outage still
+        fetches from Concur while tokens are fresh, and its deliveries wait and retry."""
         prefix = f"postgres sink {self._name}"
         try:
             conn = psycopg.connect(self._conninfo, **self._kwargs)
         except psycopg.Error as exc:
-            raise ConfigurationError(f"{prefix}: cannot connect: {self._reason(exc)}") from exc
+            if "FATAL:" in str(exc):  # the server answered: wrong user, password or database
+                raise ConfigurationError(f"{prefix}: cannot connect: {self._reason(exc)}") from exc
+            log.warning("sink.unreachable_at_start", sink=self._name, reason=self._reason(exc))
+            return
         try:
             with conn:  # commits at the end
                 conn.execute(self._schema())

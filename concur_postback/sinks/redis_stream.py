@@ -42,7 +42,7 @@ import redis.asyncio
 import structlog
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
 from concur_postback.errors import ConfigurationError, SinkError
@@ -168,13 +168,19 @@ class RedisStreamSink:
         return sink
 
     def check(self) -> None:
-        """PING the server (once, no retry) and make sure the stream key is a stream or absent."""
+        """PING the server (once, no retry) and make sure the stream key is a stream or absent.
+
+        As for every sink, a server that cannot be reached is only logged (deliveries retry); one
+        that answers and refuses is a ConfigurationError."""
         client = redis.Redis(**self._connection(), retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
             kind = client.type(self.stream)
-        except (RedisError, OSError) as exc:
+        except (AuthenticationError, ResponseError) as exc:
             raise ConfigurationError(f"{self.name}: cannot use Redis: {self._reason(exc)}") from None
+        except (RedisError, OSError) as exc:
+            log.warning("sink.unreachable_at_start", sink=self.name, reason=self._reason(exc))
+            return
         finally:
             client.close()
         if kind not in (b"none", b"stream"):

@@ -19,7 +19,7 @@ from concur_postback.sinks.redis_stream import (
     DEFAULT_STREAM,
     RedisStreamSink,
 )
-from tests.conftest import sample_event
+from tests.conftest import CapturedLogs, sample_event
 
 PASSWORD = "s3cret-Pa55word"
 
@@ -151,13 +151,22 @@ def test_another_scheme_is_refused() -> None:
         RedisStreamSink.from_url("redis://127.0.0.1:6379/0")
 
 
-def test_unreachable_server_is_refused_at_start_up() -> None:
+def test_unreachable_server_is_only_logged_at_start_up(captured_logs: CapturedLogs) -> None:
     port = free_port()
+    RedisStreamSink.from_url(f"redis+stream://alice:{PASSWORD}@127.0.0.1:{port}/0?stream=s")
+    (warning,) = captured_logs.named("sink.unreachable_at_start")
+    assert warning["sink"] == f"redis+stream://alice:****@127.0.0.1:{port}/0?stream=s"
+    assert "ConnectionError" in warning["reason"]
+    assert PASSWORD not in captured_logs.text
+
+
+def test_a_server_that_refuses_the_credentials_is_refused_at_start_up(redis_url: str) -> None:
+    parts = urlsplit(redis_url)
+    url = f"redis+stream://alice:{PASSWORD}@127.0.0.1:{parts.port}/0?stream=s"
     with pytest.raises(ConfigurationError) as caught:
-        RedisStreamSink.from_url(f"redis+stream://alice:{PASSWORD}@127.0.0.1:{port}/0?stream=s")
+        RedisStreamSink.from_url(url)
     message = str(caught.value)
-    assert f"redis+stream://alice:****@127.0.0.1:{port}/0" in message
-    assert "ConnectionError" in message
+    assert f"redis+stream://alice:****@127.0.0.1:{parts.port}/0" in message
     assert PASSWORD not in message
 
 
