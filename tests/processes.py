@@ -53,9 +53,18 @@ class Process:
     def stop(self, timeout: float = 60) -> int:
         self.popen.send_signal(signal.SIGTERM)
         code = self.popen.wait(timeout)
+        self._drain()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would; keeps what it wrote before dying."""
+        self.popen.kill()
+        self.popen.wait()
+        self._drain()
+
+    def _drain(self) -> None:
         while (line := self._queue.get(timeout=5)) is not None:
             self.lines.append(line)
-        return code
 
     @property
     def output(self) -> str:

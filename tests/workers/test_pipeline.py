@@ -6,9 +6,14 @@ from pathlib import Path
 
 import jsonschema
 import orjson
+import pytest
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.registry import FailedJobRegistry
 
+from concur_postback.events import Event
+from concur_postback.inbox import Record
+from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.status import collect
 from concur_postback.workers.worker import job_queue
 from tests.conftest import TOKEN, CapturedLogs, Simulator
@@ -146,3 +151,28 @@ def test_an_unexpected_error_fails_only_its_notification_and_nothing_is_delivere
     queue_ = job_queue(redis, pipeline.settings)
     [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
     assert f"{broken}: unexpected" in queue_.fetch_job(job_id).latest_result().exc_string
+
+
+def test_a_redis_failure_runs_the_job_again_and_delivers_once(
+    pipeline: Pipeline, redis: Redis, monkeypatch: pytest.MonkeyPatch, captured_logs: CapturedLogs
+) -> None:
+    """Redis closing connections mid-job (a restart) is not the notification's fault: RQ re-runs the
+    job at once instead of parking it in the failed registry."""
+    good = pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    unlucky = pipeline.post(type="Profile", oauth_token_key=TOKEN)
+    hand_over = Deliveries.hand_over
+    failures = [unlucky]
+
+    async def flaky(self: Deliveries, record: Record, event: Event, payload: bytes) -> None:
+        if record.id in failures:
+            failures.remove(record.id)
+            raise RedisConnectionError("Connection closed by server.")
+        await hand_over(self, record, event, payload)
+
+    monkeypatch.setattr(Deliveries, "hand_over", flaky)
+    pipeline.work()
+    assert sorted(event["notification_id"] for event in pipeline.events()) == sorted([good, unlucky])
+    assert FailedJobRegistry(queue=job_queue(redis, pipeline.settings)).count == 0
+    assert collect(redis, pipeline.settings.queue_name)["pending"] == 0
+    [later] = captured_logs.named("notification.retry_later")
+    assert later["id"] == unlucky

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from concur_postback import logs, metrics
 from concur_postback.config import Settings
+from concur_postback.connections import async_client
 from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import INGEST_SCRIPT
 from concur_postback.service.access import AccessLogMiddleware, annotate
@@ -53,11 +53,8 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is not set (use `concur-postback run` for an embedded Redis)")
     vault = vault or vault_from_settings(settings)
-    # No per-reply socket timeout: the committer bounds each whole batch (and /readyz each ping), and a
-    # timeout context per reply was a measurable cost on the ack path.
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=None, socket_connect_timeout=settings.redis_timeout_seconds
-    )
+    # The committer bounds each whole batch (and /readyz each ping) with its own timeout.
+    redis = async_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
     committer = Committer(redis, settings)
     endpoint = PostbackEndpoint(settings, vault, committer)
 

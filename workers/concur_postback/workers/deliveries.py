@@ -41,7 +41,9 @@ RETRY_KEY = PREFIX + "sink-retry"
 DEAD_KEY = PREFIX + "dead"
 DEAD_PREFIX = PREFIX + "dead:"
 SINK_NAMES_KEY = PREFIX + "sinks"
-CLAIM_SECONDS = 120  # a claimed retry becomes due again if its worker dies
+# A claimed delivery comes due again this long after its attempt's own time limit (SINK_TIMEOUT_SECONDS)
+# would have ended it: if the claiming worker died, another one takes it over then.
+CLAIM_MARGIN_SECONDS = 10
 RETRY_POLL_SECONDS = 0.5
 
 # Claim up to ARGV[2] due retries: push their due time to ARGV[3] so no other worker takes them.
@@ -77,6 +79,7 @@ class Deliveries:
         self._sinks = {sink_id(sink): sink for sink in sinks}
         self._counters = {ident: metrics.delivery_counters(sink.name) for ident, sink in self._sinks.items()}
         self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self._claim_seconds = settings.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
 
     async def register(self) -> None:
         """Record which sink ids mean which sinks, for `status` and `failed list`."""
@@ -96,7 +99,7 @@ class Deliveries:
             pipe.set(EVENT_PREFIX + record.id, payload, ex=retention)
             pipe.sadd(OWED_PREFIX + record.id, *self._sinks)
             pipe.expire(OWED_PREFIX + record.id, retention)
-            pipe.zadd(RETRY_KEY, dict.fromkeys(letters, time.time() + CLAIM_SECONDS))
+            pipe.zadd(RETRY_KEY, dict.fromkeys(letters, time.time() + self._claim_seconds))
             pipe.set(DONE_PREFIX + record.id, b"1", ex=self._settings.dedup_ttl_seconds)
             pipe.zrem(PENDING_KEY, record.id)
             pipe.delete(RECORD_PREFIX + record.id)
@@ -179,7 +182,9 @@ class Deliveries:
 
     async def retry_due(self, limit: int = 100) -> int:
         """Claim and retry deliveries that are due; return how many were tried."""
-        claimed = await self._claim(keys=[RETRY_KEY], args=[time.time(), limit, time.time() + CLAIM_SECONDS])
+        claimed = await self._claim(
+            keys=[RETRY_KEY], args=[time.time(), limit, time.time() + self._claim_seconds]
+        )
         letters = [item.decode() for item in claimed]
         await asyncio.gather(*(self._retry(letter) for letter in letters))
         return len(letters)

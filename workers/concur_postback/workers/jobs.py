@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from redis.asyncio import Redis
 from rq import get_current_job
 
 from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings, load_settings
+from concur_postback.connections import async_client
 from concur_postback.errors import ConfigurationError, DeliveryFailed
 from concur_postback.sinks import Sink, build_sinks
 from concur_postback.tokens import TokenVault, vault_from_settings
@@ -48,7 +48,7 @@ def install(settings: Settings) -> WorkerContext:
 
 async def _processor(settings: Settings, vault: TokenVault, sinks: list[Sink]) -> Processor:
     # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
-    redis = Redis.from_url(settings.redis_url or "", socket_connect_timeout=settings.redis_timeout_seconds)
+    redis = async_client(settings.redis_url or "", connect_timeout=settings.redis_timeout_seconds)
     processor = Processor(settings, redis, ConcurClient(settings), sinks, vault)
     await processor.start()  # also starts this process's share of the sink-retry loop
     return processor
@@ -73,7 +73,7 @@ def process_notifications(ids: list[str]) -> dict[str, int]:
     outcomes = ctx.runtime.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
     failed = [o for o in outcomes if not o.delivered and o.reason != "expired"]
     if failed:
-        if job is not None:
+        if job is not None and not any(o.retryable for o in failed):
             job.retries_left = 0  # each notification has had its attempts: RQ must not run them again
         reasons = "; ".join(f"{o.notification_id}: {o.reason}" for o in failed)
         raise DeliveryFailed(f"{len(failed)} of {len(ids)} notification(s) not delivered: {reasons}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from concur_postback import metrics
@@ -57,6 +58,7 @@ class Outcome:
     notification_id: str
     delivered: bool
     reason: str  # "delivered", "already delivered", "expired", or why it failed
+    retryable: bool = False  # failed on our own infrastructure (Redis): worth running the job again
 
 
 class GiveUp(Exception):
@@ -204,6 +206,10 @@ def _outcome(notification_id: str, result: Outcome | BaseException) -> Outcome:
         return result
     if not isinstance(result, Exception):
         raise result  # cancellation: the job timed out or the worker is stopping
+    if isinstance(result, RedisError):  # Redis restarting or failing over: the record is still there
+        reason = f"Redis unavailable: {type(result).__name__}: {result}"
+        log.warning("notification.retry_later", id=notification_id, reason=reason)
+        return Outcome(notification_id, False, reason, retryable=True)
     reason = f"unexpected {type(result).__name__}: {result}"
     log.error("notification.failed", id=notification_id, reason=reason)
     return Outcome(notification_id, False, reason)

@@ -22,6 +22,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
 from concur_postback.config import Settings
+from concur_postback.connections import sync_client
 from concur_postback.errors import ConfigurationError
 from concur_postback.workers.jobs import context, install, process_notifications, uninstall
 from concur_postback.workers.pump import Pump
@@ -32,7 +33,7 @@ log = structlog.get_logger("concur_postback.worker")
 def connect(settings: Settings) -> Redis:
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is not set (use `concur-postback run` for an embedded Redis)")
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_seconds)
+    return sync_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
 
 
 def job_queue(redis: Redis, settings: Settings) -> Queue:
