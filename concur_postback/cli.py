@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import orjson
@@ -16,12 +16,13 @@ from concur_postback.config import Settings, load_settings
 from concur_postback.errors import ConfigurationError
 
 
-def _settings() -> Settings:
+def _settings(log_stream: TextIO | None = None) -> Settings:
+    """Services log to stdout; commands whose stdout is their answer (``status --json``) pass stderr."""
     try:
         settings = load_settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, log_stream)
     return settings
 
 
@@ -64,7 +65,7 @@ def status(as_json: bool) -> None:
     from concur_postback.workers.status import collect, render  # noqa: PLC0415
     from concur_postback.workers.worker import connect  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _settings(sys.stderr)
     try:
         result = collect(connect(settings), settings.queue_name)
     except ConfigurationError as exc:
@@ -180,7 +181,7 @@ def _subscription(action: str, kind: str, company: bool, token: str, path: str |
     from concur_postback.concur.subscriptions import SubscriptionFailed, change_subscription  # noqa: PLC0415
     from concur_postback.errors import HostNotAllowed  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _settings(sys.stderr)
     secret = OAuthToken(token)
     try:
         result = asyncio.run(change_subscription(settings, secret, kind, action, company=company, path=path))
@@ -242,7 +243,7 @@ def backfill(since: str, kinds: tuple[str, ...], token: str) -> None:
     from concur_postback.errors import ConcurPostbackError  # noqa: PLC0415
     from concur_postback.workers.backfill import parse_since, run_backfill  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _settings(sys.stderr)
     _require(settings)
     try:
         cutoff = parse_since(since)
@@ -294,7 +295,7 @@ def _redis_for_cli() -> Redis:
     from concur_postback.workers.worker import connect  # noqa: PLC0415
 
     try:
-        return connect(_settings())
+        return connect(_settings(sys.stderr))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 

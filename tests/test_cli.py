@@ -104,6 +104,14 @@ def test_every_command_has_help(command: str) -> None:
     assert "Usage: " in result.stdout
 
 
+def test_status_json_is_the_only_thing_on_stdout(redis_url: str) -> None:
+    """Scripts parse `status --json`: log lines (redis-py logs at DEBUG) go to stderr."""
+    result = cli("status", "--json", env=clean_env(REDIS_URL=redis_url, LOG_LEVEL="DEBUG"))
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["pending"] == 0
+    assert '"level":"debug"' in result.stderr
+
+
 def test_serve_without_configuration_says_what_is_missing() -> None:
     result = cli("serve", env=clean_env())
     assert result.returncode != 0

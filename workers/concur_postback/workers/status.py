@@ -29,8 +29,11 @@ def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
         "inbox": inbox + pumping,
         "jobs": {
             "queued": queue.count,
-            "started": StartedJobRegistry(queue=queue).count,
-            "failed": FailedJobRegistry(queue=queue).count,
+            # Read-only: RQ's `count` would first clean the registries (re-queue abandoned jobs, and
+            # log about it), which is the workers' job, not a status query's. Failed entries are
+            # scored by their expiry.
+            "started": StartedJobRegistry(queue=queue).get_job_count(cleanup=False),
+            "failed": redis.zcount(FailedJobRegistry(queue=queue).key, time.time(), "+inf"),
         },
         "workers": Worker.count(queue=queue),
         "sinks": per_sink(redis),

@@ -1,0 +1,218 @@
+"""Parts of the chaos run: a proxy that can take a sink down, a sender that behaves like Concur,
+a timeline, the RQ facts the run checks, and a scan for leaked secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from redis import Redis
+from rq import Worker
+from rq.registry import StartedJobRegistry
+
+from concur_postback.embedded import free_port
+
+
+class Timeline:
+    """What happened when, in seconds from the start, printed at the end of the run."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.entries: list[tuple[float, str]] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def mark(self, text: str, at: float | None = None) -> float:
+        at = self.now() if at is None else at
+        self.entries.append((at, text))
+        return at
+
+    def render(self) -> str:
+        return "\n".join(f"  {at:7.1f} s  {text}" for at, text in sorted(self.entries))
+
+
+class TcpProxy:
+    """Forwards a local port to ``target``; ``down()`` refuses new connections and cuts open ones,
+    as a database host vanishing from the network would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="proxy", daemon=True)
+        self._thread.start()
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    def up(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._up(), self._loop).result()
+
+    def down(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._down(), self._loop).result()
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    async def _up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _down(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = {writer, upstream_writer}
+        self._open |= pair
+        try:
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        finally:
+            self._open -= pair
+            for each in pair:
+                each.transport.abort()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.transport.abort()
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One postback as Concur sends it; ``key`` names the change it reports (copies share it)."""
+
+    key: str
+    params: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Sent:
+    """What the sender saw: every answer, and the keys acknowledged with a 200."""
+
+    answers: Counter[str] = field(default_factory=Counter)
+    acknowledged: set[str] = field(default_factory=set)
+    refused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def send(url: str, shots: list[Shot], rate: float, give_up_after: float = 90) -> Sent:
+    """POST every shot at ``rate`` per second, retrying 5xx and connection errors the way Concur
+    retries an unacknowledged postback, until a 200 (any other answer is recorded as refused)."""
+    sent = Sent()
+    began = time.monotonic()
+    headers = {"Content-Type": "application/xml"}
+
+    async def one(client: httpx.AsyncClient, shot: Shot) -> None:
+        deadline = time.monotonic() + give_up_after
+        while True:
+            try:
+                response = await client.post(url, params=shot.params, content=shot.body, headers=headers)
+                status = response.status_code
+                answer = f"200 {response.json()['status']}" if status == 200 else str(status)
+            except httpx.HTTPError as exc:
+                status, answer = 0, type(exc).__name__
+            sent.answers[answer] += 1
+            if status == 200:
+                sent.acknowledged.add(shot.key)
+                return
+            if (status and status < 500) or time.monotonic() > deadline:
+                sent.refused.append(f"{shot.key}: {answer}")
+                return
+            await asyncio.sleep(0.25)  # back off before the redelivery, as Concur would
+
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        tasks = []
+        for n, shot in enumerate(shots):
+            if (wait := began + n / rate - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one(client, shot)))
+        await asyncio.gather(*tasks)
+    sent.seconds = time.monotonic() - began
+    return sent
+
+
+def send_in_background(url: str, shots: list[Shot], rate: float) -> tuple[threading.Thread, list[Sent]]:
+    result: list[Sent] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(send(url, shots, rate))))
+    thread.start()
+    return thread, result
+
+
+# --- RQ facts -----------------------------------------------------------------------------------
+
+
+def started_entries(redis: Redis, queue_name: str, pid: int) -> list[str]:
+    """The started-registry entries (``job:execution``) of the worker process ``pid``, read without
+    RQ's clean-up (which would itself recover abandoned jobs and spoil the measurement)."""
+    names = [worker.name for worker in Worker.all(connection=redis) if worker.pid == pid]
+    registry = StartedJobRegistry(queue_name, connection=redis)
+    entries = []
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        owner = redis.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name")
+        if owner is not None and owner.decode() in names:
+            entries.append(f"{job_id}:{execution_id}")
+    return entries
+
+
+def still_started(redis: Redis, queue_name: str, entry: str) -> bool:
+    return redis.zscore(StartedJobRegistry(queue_name, connection=redis).key, entry) is not None
+
+
+# --- leaks ----------------------------------------------------------------------------------------
+
+
+def redis_contents(redis: Redis) -> str:
+    """Every key and value in the database, as text, whatever its type."""
+    out = []
+    for key in redis.scan_iter(count=1000):
+        kind = redis.type(key).decode()
+        value: object
+        if kind == "string":
+            value = redis.get(key)
+        elif kind == "hash":
+            value = redis.hgetall(key)
+        elif kind == "list":
+            value = redis.lrange(key, 0, -1)
+        elif kind == "set":
+            value = redis.smembers(key)
+        elif kind == "zset":
+            value = redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = redis.xrange(key)
+        else:
+            value = kind
+        out.append(f"{key!r} {value!r}")
+    return "\n".join(out)
+
+
+def files_contents(directory: Path) -> str:
+    return "\n".join(path.read_bytes().decode("latin-1") for path in directory.rglob("*") if path.is_file())
+
+
+def leaks(where: str, text: str, secrets: Iterable[str]) -> list[str]:
+    return [f"{where}: {secret[:6]}…" for secret in secrets if secret in text]
