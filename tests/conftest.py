@@ -188,19 +188,20 @@ class LiveServer:
         return self.client.post(path, params=params, content=body)
 
 
-def serve_app(settings: Settings) -> Iterator[LiveServer]:
+def serve_app(settings: Settings, **config: Any) -> Iterator[LiveServer]:
     """Run the real app under a real uvicorn on a listening socket in a background thread."""
-    yield from serve_asgi(create_app(settings))
+    yield from serve_asgi(create_app(settings), **config)
 
 
-def serve_asgi(app: Any) -> Iterator[LiveServer]:
-    """Serve any ASGI app with uvicorn on a socket in a background thread, for as long as iterated."""
+def serve_asgi(app: Any, **config: Any) -> Iterator[LiveServer]:
+    """Serve any ASGI app with uvicorn on a socket in a background thread, for as long as iterated;
+    ``config`` overrides uvicorn's settings (e.g. ``http="httptools"``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts: no start-up polling
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, access_log=False, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {"access_log": False, "log_config": None, "lifespan": "on", **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -212,11 +213,11 @@ def serve_asgi(app: Any) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def make_server(captured_logs: CapturedLogs) -> Iterator[Callable[[Settings], LiveServer]]:
+def make_server(captured_logs: CapturedLogs) -> Iterator[Callable[..., LiveServer]]:
     running: list[Iterator[LiveServer]] = []
 
-    def start(settings: Settings) -> LiveServer:
-        generator = serve_app(settings)
+    def start(settings: Settings, **config: Any) -> LiveServer:
+        generator = serve_app(settings, **config)
         running.append(generator)
         return next(generator)
 

@@ -69,6 +69,10 @@ class ConcurClient:
         if kind is Kind.ITINERARY:
             if object_uri is None:
                 raise PermanentFetch("itinerary notification without ObjectURI")
+            try:  # the same check as at ingest, for a record stored by an older version or behind its back
+                self._policy.trip_id_from_uri(object_uri)
+            except InvalidPostback as exc:
+                raise HostNotAllowed(f"refusing to send a token to {exc.detail}") from None
             return object_uri
         if kind is Kind.PROFILE:
             return f"{base}/api/travelprofile/{self._settings.concur_profile_version}/profile"

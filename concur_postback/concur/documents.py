@@ -28,9 +28,19 @@ JSON = str | dict[str, "JSON"] | list["JSON"] | None
 _PAN_RE = re.compile(r"(?<!\d)(?:\d(?:[ -]?\d){12,}|\d{4}(?:[ ._/-]{1,2}\d{4}){2}[ ._/-]{1,2}\d{1,7})(?!\d)")
 
 
+# Concur's documents nest about ten levels deep. ``extra`` mirrors what a model does not know level for
+# level, and orjson serialises at most 255 levels (an event fails to serialise well before libxml2's own
+# limit of 256 document levels), so deeper documents are refused here, where the reason can be read.
+MAX_DEPTH = 64
+_TOO_DEEP = "boolean(/*" + "/*" * MAX_DEPTH + ")"  # an element below MAX_DEPTH levels
+
+
 def parse(data: bytes, *roots: str) -> etree._Element:
-    """Parse a fetched document; InvalidDocument if it is malformed or its root is none of ``roots``."""
+    """Parse a fetched document; InvalidDocument if it is malformed, nested deeper than MAX_DEPTH, or its
+    root is none of ``roots``."""
     root = parse_document(data, InvalidDocument)
+    if root.xpath(_TOO_DEEP):
+        raise InvalidDocument("malformed_xml", f"nested deeper than {MAX_DEPTH} levels")
     name = local_name(root)
     if roots and name.lower() not in {r.lower() for r in roots}:
         expected = " or ".join(f"<{r}>" for r in roots)

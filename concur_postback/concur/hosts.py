@@ -15,10 +15,16 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from concur_postback.errors import InvalidPostback
 
-# Trip ids seen in Concur's docs: letters, digits and `$` (e.g. gWu9dRi$pEjxZkYtp0lWbN5gQ...).
-TRIP_ID_RE = re.compile(r"^[A-Za-z0-9$_.~-]{1,128}$")
-_PLAIN_URL_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")  # visible ASCII: no spaces, controls or Unicode tricks
-_TRIP_PATH_RE = re.compile(r"^/api/travel/trip/v1\.[01]/([^/?#]+)$", re.IGNORECASE)
+# Trip ids seen in Concur's docs: letters, digits and `$` (e.g. gWu9dRi$pEjxZkYtp0lWbN5gQ...). Never
+# `.` or `..`: as the last path segment (`v1.1/%2e%2e`) an HTTP client resolves it to another resource.
+# Patterns end in \Z, not $: `$` also matches before a final newline (`ABC%0A` would pass).
+TRIP_ID_RE = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9$_.~-]{1,128}\Z")
+_PLAIN_URL_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")  # visible ASCII: no spaces, controls or Unicode tricks
+_TRIP_PATH_RE = re.compile(r"^/api/travel/trip/v1\.[01]/([^/?#]+)\Z", re.IGNORECASE)
+# A host is dot-separated labels of letters, digits, '-' and '_' (a trailing dot allowed), or an IPv6
+# address as urlsplit gives it. Anything else ('%', '\\', an empty label) is read differently by other
+# URL parsers (`evil.com\\.concursolutions.com` is `evil.com` to a WHATWG parser), so it never passes.
+_HOST_RE = re.compile(r"(?:[a-z0-9_-]+\.)*[a-z0-9_-]+\.?|[0-9a-f.]*:[0-9a-f:.]*")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,10 @@ class HostPolicy:
         )
 
     def host_allowed(self, host: str) -> bool:
-        host = host.lower().rstrip(".")
+        host = host.lower()
+        if not _HOST_RE.fullmatch(host):
+            return False
+        host = host.rstrip(".")
         if host == self.base_host:
             return True
         if host in self.patterns:
@@ -97,5 +106,6 @@ def _port(parts: SplitResult) -> int:
 
 
 def _is_ip_literal(host: str) -> bool:
-    # Hostnames never contain ':' and never end in a digit-only label; anything else is treated as an IP.
-    return ":" in host or host.rpartition(".")[2].isdigit()
+    # Hostnames never contain ':' and a top-level domain never starts with a digit; anything else is an
+    # address in one of the forms resolvers accept (127.0.0.1, 2130706433, 0x7f000001, 0177.1).
+    return ":" in host or host.rpartition(".")[2][:1].isdigit()

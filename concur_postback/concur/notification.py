@@ -17,7 +17,7 @@ from concur_postback.concur.hosts import TRIP_ID_RE, HostPolicy
 from concur_postback.concur.xml import child_texts, local_name, parse_document
 from concur_postback.errors import InvalidPostback
 
-_TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")  # visible ASCII, no spaces
+_TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")  # visible ASCII, no spaces (\Z: `$` admits a final "\n")
 _USERID_VALUE_MAX = 255
 _USERID_TYPES = {"login": "login", "login_id": "login", "xmlsyncid": "xmlsyncid"}
 _KNOWN_PARAMS = ("type", "oauth_token_key", "userid_type", "userid_value")

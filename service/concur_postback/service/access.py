@@ -41,7 +41,7 @@ class AccessLogMiddleware:
             return
         request_id = scope[REQUEST_ID_KEY] = _request_id(scope)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None  # stays None when nobody was answered (the client went away)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -53,6 +53,9 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except BaseException:
+            status = status or 500  # what uvicorn answers when the app raised before responding
+            raise
         finally:
             level, event, fields = scope.get(_LOG_KEY, ("info", "http.request", {}))
             getattr(log, level)(

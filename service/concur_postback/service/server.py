@@ -38,6 +38,10 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         access_log=False,  # ours is in access.py, without the query string
+        # Never h11 (uvicorn's fallback): it answers a request with both Content-Length and
+        # Transfer-Encoding and keeps the connection open, reading what follows the chunked body as the
+        # next request (RFC 9112 6.1: close it). httptools refuses such requests with 400.
+        http="httptools",
         log_config=None,
         server_header=False,
         proxy_headers=False,
