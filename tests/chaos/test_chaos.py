@@ -27,7 +27,9 @@ import psycopg
 import pytest
 from psycopg import sql
 from redis import Redis
+from redis.exceptions import RedisError
 
+from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
 from concur_postback.tokens import generate_key
 from tests.chaos.harness import (
@@ -147,7 +149,7 @@ def watch_recovery(
     """Record how long each abandoned entry stays in RQ's started registry after the kill."""
 
     def watch() -> None:
-        redis = Redis.from_url(redis_url)
+        redis = sync_client(redis_url, connect_timeout=2)
         waiting = set(entries)
         while waiting and time.monotonic() - killed_at < 180:
             for entry in list(waiting):
@@ -155,7 +157,7 @@ def watch_recovery(
                     if not still_started(redis, QUEUE, entry):
                         waiting.discard(entry)
                         out.append(time.monotonic() - killed_at)
-                except OSError:
+                except RedisError:
                     pass  # Redis restarting
             time.sleep(0.1)
         out.extend(float("inf") for _ in waiting)
@@ -228,7 +230,7 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     simulator.wait_for("Uvicorn running on", prefix=True)
     web_port = free_port()
     cluster = Cluster(env, web_port)
-    redis = Redis.from_url(redis_server.url)
+    redis = sync_client(redis_server.url, connect_timeout=2)
     shots, tokens = plan(simulator_url)
     expected = {shot.key for shot in shots}
     timeline = Timeline()
