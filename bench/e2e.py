@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def notification(base: str, trip: str) -> bytes:
 async def fire(url: str, simulator: str, count: int, concurrency: int, rate: float) -> None:
     """Post the notifications with aiohttp (a Python client that keeps up with the service),
     as fast as possible or at ``rate`` per second."""
-    limiter = AsyncLimiter(rate, 1) if rate > 0 else None
+    limiter = AsyncLimiter(1, 1 / rate) if rate > 0 else None  # one at a time: no initial burst
     async with aiohttp.ClientSession() as session:
         pending = iter(range(count))
 
@@ -103,7 +104,27 @@ def follow(path: Path, count: int, timeout: float) -> list[tuple[float, dict[str
     return seen
 
 
-def main() -> None:
+@dataclass(frozen=True)
+class E2EFigures:
+    notifications: int
+    workers: int
+    latency_ms: int
+    rate: float  # postbacks per second, 0: as fast as possible
+    delivered: int  # distinct notifications that reached the sink
+    lines: int  # lines in the sink (a redelivery would add one)
+    ingest_rate: float
+    throughput: float
+    p50_ms: float | None
+    p99_ms: float | None
+    worker_rss_mib: float
+    cpu_ms: dict[str, float]  # per notification, by tier
+
+    @property
+    def pace(self) -> str:
+        return f"at {self.rate:g}/s" if self.rate else "as fast as possible"
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -112,8 +133,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32, help="postbacks in flight")
     parser.add_argument("--rate", type=float, default=0, help="postbacks per second (0: as fast as possible)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> E2EFigures:
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = Path(tmp)
         events = workdir / "events.jsonl"
@@ -169,24 +192,50 @@ def main() -> None:
     latencies = sorted(
         (t - datetime.fromisoformat(str(e["received_at"])).timestamp()) * 1000 for t, e in seen
     )
-    ids = {e["notification_id"] for _, e in seen}
     finished = seen[-1][0] if seen else time.time()
-    pace = f"at {args.rate:g}/s" if args.rate else "as fast as possible"
-    print(
-        f"e2e: {args.notifications} itinerary notifications posted {pace}, {args.workers} worker process(es),"
+    delivered = len({e["notification_id"] for _, e in seen})
+    return E2EFigures(
+        notifications=args.notifications,
+        workers=args.workers,
+        latency_ms=args.latency_ms,
+        rate=args.rate,
+        delivered=delivered,
+        lines=len(seen),
+        ingest_rate=args.notifications / (acked - started),
+        throughput=delivered / (finished - started),
+        p50_ms=statistics.median(latencies) if latencies else None,
+        p99_ms=latencies[int(len(latencies) * 0.99) - 1] if latencies else None,
+        worker_rss_mib=rss,
+        cpu_ms={name: seconds / args.notifications * 1000 for name, seconds in cpu.items()},
     )
-    print(f"Concur latency {args.latency_ms} ms, {os.cpu_count()} CPUs\n")
-    print("| figure | value |")
-    print("|---|---:|")
-    print(f"| delivered (distinct) | {len(ids)} of {args.notifications} ({len(seen)} lines) |")
-    print(f"| ingest rate | {args.notifications / (acked - started):,.0f} /s |")
-    print(f"| end-to-end throughput | {len(ids) / (finished - started):,.0f} /s |")
-    if latencies:
-        p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
-        print(f"| latency ack -> sink p50 / p99 | {p50:,.0f} / {p99:,.0f} ms |")
-    print(f"| worker tier peak RSS | {rss:,.0f} MiB |")
-    for name, seconds in cpu.items():
-        print(f"| {name} CPU per notification | {seconds / args.notifications * 1000:.2f} ms |")
+
+
+def describe(f: E2EFigures) -> str:
+    return (
+        f"{f.notifications} itinerary notifications posted {f.pace}, {f.workers} worker process(es),"
+        f" Concur latency {f.latency_ms} ms"
+    )
+
+
+def table(f: E2EFigures) -> str:
+    lines = [
+        "| figure | value |",
+        "|---|---:|",
+        f"| delivered (distinct) | {f.delivered} of {f.notifications} ({f.lines} lines) |",
+        f"| ingest rate | {f.ingest_rate:,.0f} /s |",
+        f"| end-to-end throughput | {f.throughput:,.0f} /s |",
+    ]
+    if f.p50_ms is not None and f.p99_ms is not None:
+        lines.append(f"| latency ack -> sink p50 / p99 | {f.p50_ms:,.0f} / {f.p99_ms:,.0f} ms |")
+    lines.append(f"| worker tier peak RSS | {f.worker_rss_mib:,.0f} MiB |")
+    lines += [f"| {name} CPU per notification | {ms:.2f} ms |" for name, ms in f.cpu_ms.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    figures = run(options())
+    print(f"e2e: {describe(figures)}, {os.cpu_count()} CPUs\n")
+    print(table(figures))
     print("\ntarget: >= 300 notifications/s end to end at 100 ms Concur latency, worker tier <= 1 GiB RSS")
 
 

@@ -175,7 +175,19 @@ def measure(
     return Result(name, rps, p50, p99, errors)
 
 
-def main() -> None:
+@dataclass(frozen=True)
+class IngestFigures:
+    bare: Result
+    ours: Result
+    rounds: dict[str, list[Result]]
+    settings: str  # how it was measured, one line
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.rps / self.bare.rps
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -184,11 +196,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--kind", default="Itinerary", choices=["Itinerary", "Profile", "FOP"])
     parser.add_argument("--python-client", action="store_true", help="use the asyncio client even with wrk")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> IngestFigures:
+    python = sys.executable
     servers = {
         "bare starlette": [
-            sys.executable,
+            python,
             "-m",
             "uvicorn",
             "bare_app:app",
@@ -196,14 +211,7 @@ def main() -> None:
             "--log-level",
             "warning",
         ],
-        "concur-postback serve": [
-            sys.executable,
-            "-m",
-            "concur_postback.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-        ],
+        "concur-postback serve": [python, "-m", "concur_postback.cli", "serve", "--host", "127.0.0.1"],
     }
     rounds: dict[str, list[Result]] = {name: [] for name in servers}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -224,17 +232,32 @@ def main() -> None:
     bare, ours = (median_result(results) for results in rounds.values())
     client = "wrk" if shutil.which("wrk") and not args.python_client else "asyncio client"
     redis = "REDIS_URL" if embedded is None else "embedded (AOF everysec)"
-    print(
-        f"ingest: {args.kind} postbacks, {args.connections} connections, {args.rounds} x {args.duration} s,"
+    settings = (
+        f"{args.kind} postbacks, {args.connections} connections, {args.rounds} x {args.duration} s, {client},"
+        f" one uvicorn worker each, redis {redis}"
     )
-    print(f"{client}, {os.cpu_count()} CPUs, one uvicorn worker each, redis {redis}\n")
-    print("| server | req/s (median) | p50 ms | p99 ms | errors | req/s per round |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, result in (("bare starlette", bare), ("concur-postback serve", ours)):
-        figures = f"{result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors}"
-        each = ", ".join(f"{r.rps:,.0f}" for r in rounds[name])
-        print(f"| {name} | {figures} | {each} |")
-    print(f"\nratio ours / bare: {ours.rps / bare.rps:.2f} (target >= 0.30 with p99 <= 20 ms)")
+    return IngestFigures(bare, ours, rounds, settings)
+
+
+def table(figures: IngestFigures) -> str:
+    lines = [
+        "| server | req/s (median) | p50 ms | p99 ms | errors | req/s per round |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for result in (figures.bare, figures.ours):
+        each = ", ".join(f"{r.rps:,.0f}" for r in figures.rounds[result.name])
+        lines.append(
+            f"| {result.name} | {result.rps:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f}"
+            f" | {result.errors} | {each} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    figures = run(options())
+    print(f"ingest: {figures.settings}, {os.cpu_count()} CPUs\n")
+    print(table(figures))
+    print(f"\nratio ours / bare: {figures.ratio:.2f} (target >= 0.30 with p99 <= 20 ms)")
 
 
 if __name__ == "__main__":
