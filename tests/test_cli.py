@@ -124,29 +124,41 @@ def test_invalid_setting_is_refused_at_start() -> None:
     assert "max_body_bytes" in result.stderr
 
 
-def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
-    redis_url: str, simulator: Simulator, tmp_path: Path
-) -> None:
-    events = tmp_path / "events.jsonl"
+def serve_one_itinerary(
+    redis_url: str, simulator: Simulator, events: Path, trip: str, **settings: str
+) -> tuple[dict[str, str], Process, str]:
+    """Start `serve` with a file sink, post one itinerary about ``trip``; return env, server and its id."""
     env = clean_env(
         REDIS_URL=redis_url,
         TOKEN_ENCRYPTION_KEY=generate_key(),
         CONCUR_BASE_URL=simulator.url,
         SINKS=f"file://{events}",
-        JOB_TIMEOUT_SECONDS="20",
-        WORKER_MAINTENANCE_SECONDS="2",
         WORKER_HEARTBEAT_TTL_SECONDS="4",
+        **settings,
     )
     port = free_port()
     server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
     server.wait_for("Uvicorn running on", prefix=True)
-    simulator.fault(match="/TRIPKILL", status=0, delay_ms=30_000, times=1)  # Concur hangs on the first try
     posted = httpx.post(
         f"http://127.0.0.1:{port}/postback",
         params={"type": "Itinerary", "oauth_token_key": TOKEN},
-        content=simulator.notification("TRIPKILL"),
+        content=simulator.notification(trip),
     )
-    ident = posted.json()["id"]
+    return env, server, str(posted.json()["id"])
+
+
+def delivered_ids(events: Path) -> list[str]:
+    return [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()]
+
+
+def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
+    redis_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    simulator.fault(match="/TRIPKILL", status=0, delay_ms=30_000, times=1)  # Concur hangs on the first try
+    env, server, ident = serve_one_itinerary(
+        redis_url, simulator, events, "TRIPKILL", JOB_TIMEOUT_SECONDS="20", WORKER_MAINTENANCE_SECONDS="2"
+    )
 
     first = Process(["worker"], env)
     assert simulator.arrivals.get(timeout=30).path.endswith("/TRIPKILL")  # the fetch is in flight ...
@@ -159,7 +171,7 @@ def test_a_job_abandoned_by_a_killed_worker_is_delivered_exactly_once(
     recovered_after = time.monotonic() - killed_at
     assert delivered["id"] == ident
     assert recovered_after < 30  # the heartbeat lapses after 4 s; a clean-up runs every 2 s
-    assert [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()] == [ident]
+    assert delivered_ids(events) == [ident]
     second.stop()
     server.stop()
 
@@ -170,25 +182,10 @@ def test_a_job_outliving_its_heartbeat_ttl_is_not_taken_from_a_live_worker(
     """The running job beats from a thread: with a 4 s TTL and Concur answering after 12 s, a second
     worker cleaning the registry every second must leave the job alone (one fetch, one delivery)."""
     events = tmp_path / "events.jsonl"
-    env = clean_env(
-        REDIS_URL=redis_url,
-        TOKEN_ENCRYPTION_KEY=generate_key(),
-        CONCUR_BASE_URL=simulator.url,
-        SINKS=f"file://{events}",
-        JOB_TIMEOUT_SECONDS="30",
-        WORKER_MAINTENANCE_SECONDS="1",
-        WORKER_HEARTBEAT_TTL_SECONDS="4",
-    )
-    port = free_port()
-    server = Process(["serve", "--port", str(port), "--host", "127.0.0.1"], env)
-    server.wait_for("Uvicorn running on", prefix=True)
     simulator.fault(match="/TRIPSLOW", status=0, delay_ms=12_000, times=1)
-    posted = httpx.post(
-        f"http://127.0.0.1:{port}/postback",
-        params={"type": "Itinerary", "oauth_token_key": TOKEN},
-        content=simulator.notification("TRIPSLOW"),
+    env, server, ident = serve_one_itinerary(
+        redis_url, simulator, events, "TRIPSLOW", JOB_TIMEOUT_SECONDS="30", WORKER_MAINTENANCE_SECONDS="1"
     )
-    ident = posted.json()["id"]
 
     busy = Process(["worker"], env)
     assert simulator.arrivals.get(timeout=30).path.endswith("/TRIPSLOW")
@@ -200,4 +197,4 @@ def test_a_job_outliving_its_heartbeat_ttl_is_not_taken_from_a_live_worker(
     server.stop()
     assert [r["path"] for r in simulator.requests()].count("/api/travel/trip/v1.1/TRIPSLOW") == 1
     assert "notification.delivered" not in idle.output
-    assert [orjson.loads(line)["notification_id"] for line in events.read_bytes().splitlines()] == [ident]
+    assert delivered_ids(events) == [ident]

@@ -122,17 +122,19 @@ class Cluster:
         self.retired.append(self.web)
         self.web = self._serve()
 
-    def kill_worker_mid_job(self, index: int, redis: Redis) -> list[str]:
-        """SIGKILL worker ``index`` while it runs a job; start a replacement; return the abandoned entries."""
+    def kill_worker_mid_job(self, index: int, redis: Redis) -> tuple[list[str], float]:
+        """SIGKILL worker ``index`` while it runs a job and start a replacement; return the abandoned
+        entries and when the kill happened."""
         worker = self.workers[index]
         deadline = time.monotonic() + 30
         while not (entries := started_entries(redis, QUEUE, worker.popen.pid)):
             assert time.monotonic() < deadline, "the worker never ran a job"
             time.sleep(0.01)  # polling RQ's registry: no event to await from another process
         worker.kill()
+        killed_at = time.monotonic()
         self.retired.append(worker)
         self.workers[index] = self._worker()
-        return entries
+        return entries, killed_at
 
     def all(self) -> list[Process]:
         return [*self.retired, self.web, *self.workers]
@@ -244,11 +246,15 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
             if (wait := second - timeline.now()) > 0:
                 time.sleep(wait)  # the script's schedule, not synchronisation
 
+        def kill_worker(index: int) -> None:
+            entries, killed_at = cluster.kill_worker_mid_job(index, redis)
+            watchers.append(watch_recovery(redis_server.url, entries, killed_at, recoveries))
+            timeline.mark(
+                f"SIGKILL worker {index + 1} mid-job ({len(entries)} job(s) abandoned); replacement started"
+            )
+
         at(3)
-        entries = cluster.kill_worker_mid_job(0, redis)
-        killed = time.monotonic()
-        timeline.mark(f"SIGKILL worker 1 mid-job ({len(entries)} job(s) abandoned); replacement started")
-        watchers.append(watch_recovery(redis_server.url, entries, killed, recoveries))
+        kill_worker(0)
 
         at(6)
         with httpx.Client(base_url=simulator_url) as client:
@@ -276,10 +282,7 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         sink_down = timeline.mark(f"PostgreSQL sink unreachable for {SINK_DOWN_SECONDS} s")
 
         at(24)
-        entries = cluster.kill_worker_mid_job(1, redis)
-        killed = time.monotonic()
-        timeline.mark(f"SIGKILL worker 2 mid-job ({len(entries)} job(s) abandoned); replacement started")
-        watchers.append(watch_recovery(redis_server.url, entries, killed, recoveries))
+        kill_worker(1)
 
         at(50)
         outage = current_status(env)
