@@ -15,7 +15,7 @@ from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import generate_key
 from concur_postback.workers.status import collect, render
-from concur_postback.workers.worker import job_queue, run_worker
+from concur_postback.workers.worker import MAINTENANCE_LOCK_SECONDS, job_queue, run_worker
 from tests.conftest import TOKEN, CapturedLogs, Simulator, profiles, store
 from tests.workers.conftest import Pipeline
 
@@ -79,3 +79,14 @@ def test_an_unusable_sink_is_refused_at_start(make_settings: Callable[..., Setti
                            ("file:///no/such/dir/e.jsonl", "does not exist"), ("", "empty")):  # fmt: skip
         with pytest.raises(ConfigurationError, match=message):
             run_worker(make_settings(sinks=sinks), burst=True)
+
+
+def test_a_worker_killed_while_cleaning_registries_blocks_recovery_for_a_minute_at_most(
+    pipeline: Pipeline, redis: Redis
+) -> None:
+    """RQ's own clean-up lock lasts 899 s: a worker SIGKILLed while holding it would leave abandoned
+    jobs where they are for 15 minutes. Ours lapses within MAINTENANCE_LOCK_SECONDS."""
+    queue = job_queue(redis, pipeline.settings)
+    assert queue.acquire_maintenance_lock()  # ... and the worker dies here, never releasing it
+    assert 0 < redis.ttl(queue.registry_cleaning_key) <= MAINTENANCE_LOCK_SECONDS <= 60
+    assert not queue.acquire_maintenance_lock()  # still one cleaner at a time
