@@ -132,7 +132,7 @@ class PostgresSink:
         try:
             conn = psycopg.connect(self._conninfo, **self._kwargs)
         except psycopg.Error as exc:
-            if "FATAL:" in str(exc):  # the server answered: wrong user, password or database
+            if lasting_refusal(str(exc)):
                 raise ConfigurationError(f"{prefix}: cannot connect: {self._reason(exc)}") from exc
             log.warning("sink.unreachable_at_start", sink=self._name, reason=self._reason(exc))
             return
@@ -261,6 +261,16 @@ class PostgresSink:
     def _reason(self, exc: psycopg.Error) -> str:
         state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
         return f"{type(exc).__name__}{state}: {_scrub(_message(exc), self._secrets)}"
+
+
+# FATAL start-up errors that pass: the server is busy, starting, stopping or recovering.
+_TRANSIENT_FATAL = ("too many clients", "starting up", "shutting down", "in recovery", "not yet accepting")
+
+
+def lasting_refusal(message: str) -> bool:
+    """The server answered and refused us for good: wrong user, password or database. libpq gives no
+    SQLSTATE for start-up failures, so this reads the (English) message."""
+    return "FATAL:" in message and not any(transient in message for transient in _TRANSIENT_FATAL)
 
 
 def parse_table(value: str) -> tuple[str, ...]:

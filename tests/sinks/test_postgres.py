@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
-from concur_postback.sinks.postgres import DEFAULT_TABLE, PostgresSink, parse_table
+from concur_postback.sinks.postgres import DEFAULT_TABLE, PostgresSink, lasting_refusal, parse_table
 from tests.conftest import CapturedLogs, sample_event
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -420,6 +420,30 @@ def test_unreachable_server_is_only_logged_at_start_up(captured_logs: CapturedLo
     with pytest.raises(SinkError) as caught:
         run(sink.deliver(make_event(1), make_event(1).to_json()))
     assert not caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ('FATAL:  database "nosuch" does not exist', True),
+        ('FATAL:  role "nosuch" does not exist', True),
+        ('FATAL:  password authentication failed for user "app"', True),
+        ("FATAL:  sorry, too many clients already", False),
+        ("FATAL:  the database system is starting up", False),
+        ("FATAL:  the database system is shutting down", False),
+        ("FATAL:  the database system is in recovery mode", False),
+        ("Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", False),
+        ('could not translate host name "db" to address: Name or service not known', False),
+    ],
+)
+def test_only_a_lasting_refusal_stops_start_up(message: str, refused: bool) -> None:
+    """A database restarting or full when a worker starts is an outage to wait out, not a typo."""
+    assert (
+        lasting_refusal(
+            f'connection failed: connection to server at "127.0.0.1", port 5432 failed: {message}'
+        )
+        is refused
+    )
 
 
 def test_a_server_that_refuses_the_connection_is_refused_at_start_up(server_url: str) -> None:

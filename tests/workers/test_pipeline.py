@@ -153,13 +153,20 @@ def test_an_unexpected_error_fails_only_its_notification_and_nothing_is_delivere
     assert f"{broken}: unexpected" in queue_.fetch_job(job_id).latest_result().exc_string
 
 
-def test_a_redis_failure_runs_the_job_again_and_delivers_once(
-    pipeline: Pipeline, redis: Redis, monkeypatch: pytest.MonkeyPatch, captured_logs: CapturedLogs
+def test_a_redis_failure_hands_the_notification_to_another_job_and_nothing_else_reruns(
+    pipeline: Pipeline,
+    simulator: Simulator,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    captured_logs: CapturedLogs,
 ) -> None:
-    """Redis closing connections mid-job (a restart) is not the notification's fault: RQ re-runs the
-    job at once instead of parking it in the failed registry."""
+    """Redis closing connections mid-job (a restart) is not the notification's fault: it goes back to
+    the inbox for a new job, while a notification of the same batch that failed for good is not
+    fetched again."""
+    simulator.fault(match="/TRIPBAD", status=200, times=1, body="<Itinerary><broken")
     good = pipeline.post(type="FOP", oauth_token_key=TOKEN)
     unlucky = pipeline.post(type="Profile", oauth_token_key=TOKEN)
+    bad = pipeline.post(simulator.notification("TRIPBAD"), type="Itinerary", oauth_token_key=TOKEN)
     hand_over = Deliveries.hand_over
     failures = [unlucky]
 
@@ -172,7 +179,11 @@ def test_a_redis_failure_runs_the_job_again_and_delivers_once(
     monkeypatch.setattr(Deliveries, "hand_over", flaky)
     pipeline.work()
     assert sorted(event["notification_id"] for event in pipeline.events()) == sorted([good, unlucky])
-    assert FailedJobRegistry(queue=job_queue(redis, pipeline.settings)).count == 0
-    assert collect(redis, pipeline.settings.queue_name)["pending"] == 0
-    [later] = captured_logs.named("notification.retry_later")
-    assert later["id"] == unlucky
+    [returned] = captured_logs.named("notification.returned_to_inbox")
+    assert returned["ids"] == [unlucky]
+    assert [r["path"] for r in simulator.requests()].count("/api/travel/trip/v1.1/TRIPBAD") == 1
+    queue_ = job_queue(redis, pipeline.settings)
+    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
+    reason = queue_.fetch_job(job_id).latest_result().exc_string
+    assert bad in reason and unlucky not in reason
+    assert redis.zrange("cp:pending", 0, -1) == [bad.encode()]  # kept for a requeue

@@ -42,8 +42,10 @@ DEAD_KEY = PREFIX + "dead"
 DEAD_PREFIX = PREFIX + "dead:"
 SINK_NAMES_KEY = PREFIX + "sinks"
 # A claimed delivery comes due again this long after its attempt's own time limit (SINK_TIMEOUT_SECONDS)
-# would have ended it: if the claiming worker died, another one takes it over then.
-CLAIM_MARGIN_SECONDS = 10
+# would have ended it: if the claiming worker died, another one takes it over then. The margin covers
+# what may run past that limit: a driver finishing its cancellation (psycopg: up to 10 s) and the
+# Redis writes that record the outcome.
+CLAIM_MARGIN_SECONDS = 40
 RETRY_POLL_SECONDS = 0.5
 
 # Claim up to ARGV[2] due retries: push their due time to ARGV[3] so no other worker takes them.

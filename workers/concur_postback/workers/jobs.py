@@ -71,10 +71,18 @@ def process_notifications(ids: list[str]) -> dict[str, int]:
     job = get_current_job()
     timeout = (job.timeout if job is not None and job.timeout else None) or ctx.settings.job_timeout_seconds
     outcomes = ctx.runtime.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
-    failed = [o for o in outcomes if not o.delivered and o.reason != "expired"]
+    returned = [o.notification_id for o in outcomes if o.retryable]
+    if returned:  # Redis failed under them, their records are intact: another job takes them up
+        ctx.runtime.run(ctx.processor.return_to_inbox(returned))  # if Redis still fails, RQ re-runs all
+    failed = [o for o in outcomes if not o.delivered and not o.retryable and o.reason != "expired"]
     if failed:
-        if job is not None and not any(o.retryable for o in failed):
+        if job is not None:
             job.retries_left = 0  # each notification has had its attempts: RQ must not run them again
         reasons = "; ".join(f"{o.notification_id}: {o.reason}" for o in failed)
         raise DeliveryFailed(f"{len(failed)} of {len(ids)} notification(s) not delivered: {reasons}")
-    return {"delivered": sum(o.delivered for o in outcomes), "expired": len(outcomes) - len(failed)}
+    delivered = sum(o.delivered for o in outcomes)
+    return {
+        "delivered": delivered,
+        "returned": len(returned),
+        "expired": len(outcomes) - delivered - len(returned),
+    }

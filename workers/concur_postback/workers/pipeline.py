@@ -39,7 +39,7 @@ from concur_postback.errors import (
     TokenDecryptionError,
 )
 from concur_postback.events import Event, FetchFailure, build_event, now_iso
-from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, Record
+from concur_postback.inbox import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, Record
 from concur_postback.sinks import Sink
 from concur_postback.tokens import TokenVault
 from concur_postback.workers.deliveries import DONE_PREFIX, Deliveries
@@ -106,6 +106,11 @@ class Processor:
         # must not fail (and be re-run by RQ) while some of its notifications are still being delivered.
         results = await asyncio.gather(*work, return_exceptions=True)
         return [_outcome(ident, result) for ident, result in zip(ids, results, strict=True)]
+
+    async def return_to_inbox(self, ids: list[str]) -> None:
+        """Hand notifications back to the pump, for a new job (a re-run skips any already delivered)."""
+        await self._redis.rpush(INBOX_KEY, *ids)
+        log.info("notification.returned_to_inbox", ids=ids)
 
     async def _process(
         self, notification_id: str, raw: bytes | str | None, done: bool, deadline: float

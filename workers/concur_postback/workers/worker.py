@@ -98,11 +98,14 @@ class HeartbeatWorker(SimpleWorker):
         self.set_state(WorkerStatus.IDLE)
 
     def _beat(self, job: Job, execution: Execution, done: threading.Event) -> None:
-        while not done.wait(self.heartbeat_ttl / 4):
+        interval = self.heartbeat_ttl / 4
+        while not done.wait(interval):
             try:
                 self.maintain_heartbeats(job, execution)
-            except RedisError as exc:  # Redis restarting: the next beat may get through in time
+                interval = self.heartbeat_ttl / 4
+            except RedisError as exc:  # Redis restarting: beat again soon, before the entry lapses
                 log.warning("worker.heartbeat_failed", job_id=job.id, error=str(exc))
+                interval = 1
 
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
@@ -139,6 +142,8 @@ def _run(settings: Settings, burst: bool) -> None:
         if burst:
             pump.drain()
             worker.work(burst=True, logging_level=settings.log_level)
+            while pump.drain():  # notifications those jobs handed back to the inbox
+                worker.work(burst=True, logging_level=settings.log_level)
             ctx = context()
             ctx.runtime.run(ctx.processor.deliveries.retry_all_due())
             return
