@@ -69,6 +69,10 @@ class HostNotAllowed(PermanentFetch):
     """A URL that is not on an allowed Concur host: the token is never sent there."""
 
 
+class FetchGivenUp(FetchError):
+    """No further attempt fits: Retry-After beyond the budget, or the job's deadline is near."""
+
+
 class DeliveryFailed(ConcurPostbackError):
     """Some notifications of a job could not be delivered after their last attempt; the message
     lists each with its reason. The job lands in RQ's failed registry with this message."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from redis import Redis
 from rq import Worker
+from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
 from concur_postback.embedded import free_port
@@ -173,9 +174,9 @@ def started_entries(redis: Redis, queue_name: str, pid: int) -> list[str]:
     registry = StartedJobRegistry(queue_name, connection=redis)
     entries = []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-        owner = redis.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name")
-        if owner is not None and owner.decode() in names:
-            entries.append(f"{job_id}:{execution_id}")
+        with contextlib.suppress(ValueError):  # the execution just ended
+            if Execution.fetch(execution_id, job_id, redis).worker_name in names:
+                entries.append(f"{job_id}:{execution_id}")
     return entries
 
 

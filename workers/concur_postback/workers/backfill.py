@@ -23,9 +23,8 @@ from typing import Any, Protocol
 
 import structlog
 from redis import Redis
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from concur_postback.backoff import backoff_delay
+from concur_postback.backoff import retry_fetch
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.hosts import TRIP_ID_RE
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
@@ -39,7 +38,7 @@ from concur_postback.concur.summaries import (
     parse_trip_summaries,
 )
 from concur_postback.config import Settings
-from concur_postback.errors import InvalidPostback, RetryableFetch
+from concur_postback.errors import InvalidPostback
 from concur_postback.inbox import INGEST_SCRIPT, IngestArgs, build_record, ingest_args, ingest_argv
 from concur_postback.tokens import TokenVault, vault_from_settings
 from concur_postback.workers.worker import connect
@@ -268,29 +267,10 @@ async def _get(
 ) -> bytes:
     """GET one page; 429, 5xx and network errors are retried (FETCH_ATTEMPTS, backoff, Retry-After)."""
 
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = exc.retry_after if isinstance(exc, RetryableFetch) else None
-        delay = backoff_delay(
-            state.attempt_number,
-            settings.fetch_backoff_seconds,
-            settings.fetch_backoff_max_seconds,
-            retry_after,
-        )
-        log.info("backfill.retry", attempt=state.attempt_number, wait_s=round(delay, 2), reason=str(exc))
-        return delay
+    def on_retry(attempt: int, delay: float, exc: BaseException | None) -> None:
+        log.info("backfill.retry", attempt=attempt, wait_s=round(delay, 2), reason=str(exc))
 
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(settings.fetch_attempts),
-        wait=wait,
-        retry=retry_if_exception_type(RetryableFetch),
-        reraise=True,
-    )
-    body = b""
-    async for attempt in retrying:
-        with attempt:
-            body = await concur.get(url, token, params)
-    return body
+    return await retry_fetch(lambda: concur.get(url, token, params), settings, on_retry)
 
 
 def _started(show: Progress, kind: Kind, page: int, paging: Paging | None) -> None:

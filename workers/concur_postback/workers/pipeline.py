@@ -21,10 +21,9 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from concur_postback import metrics
-from concur_postback.backoff import backoff_delay
+from concur_postback.backoff import retry_fetch
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import Kind
@@ -35,7 +34,6 @@ from concur_postback.errors import (
     FetchError,
     InvalidDocument,
     PermanentFetch,
-    RetryableFetch,
     TokenDecryptionError,
 )
 from concur_postback.events import Event, FetchFailure, build_event, now_iso
@@ -59,10 +57,6 @@ class Outcome:
     delivered: bool
     reason: str  # "delivered", "already delivered", "expired", or why it failed
     retryable: bool = False  # failed on our own infrastructure (Redis): worth running the job again
-
-
-class GiveUp(Exception):
-    """No further attempt fits: Retry-After beyond the budget, or the job's deadline is near."""
 
 
 class Processor:
@@ -129,7 +123,7 @@ class Processor:
         await self._release_coalescing(record)
         try:
             event = await self._event(record, deadline)
-        except (FetchError, InvalidDocument, GiveUp, TokenDecryptionError) as exc:
+        except (FetchError, InvalidDocument, TokenDecryptionError) as exc:
             bound.warning("notification.failed", reason=str(exc))
             self._counters[record.kind, False].inc()
             return Outcome(record.id, False, str(exc))
@@ -161,36 +155,11 @@ class Processor:
     async def _fetch(
         self, record: Record, attempt: Callable[[], Coroutine[Any, Any, bytes]], deadline: float
     ) -> bytes:
-        settings = self._settings
+        def on_retry(number: int, delay: float, exc: BaseException | None) -> None:
+            log.info("fetch.retry", id=record.id, attempt=number, wait_s=round(delay, 2), reason=str(exc),
+                     request_id=record.request_id)  # fmt: skip
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-            if retry_after is not None and retry_after > settings.fetch_backoff_max_seconds:
-                raise GiveUp(f"{exc}; Concur asked to retry after {retry_after:.0f} s")
-            delay = backoff_delay(
-                state.attempt_number,
-                settings.fetch_backoff_seconds,
-                settings.fetch_backoff_max_seconds,
-                retry_after,
-            )
-            if time.monotonic() + delay > deadline:
-                raise GiveUp(f"{exc} after {state.attempt_number} attempt(s); no time left in this job")
-            log.info("fetch.retry", id=record.id, attempt=state.attempt_number, wait_s=round(delay, 2),
-                     reason=str(exc), request_id=record.request_id)  # fmt: skip
-            return delay
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.fetch_attempts),
-            wait=wait,
-            retry=retry_if_exception_type(RetryableFetch),
-            reraise=True,
-        )
-        body = b""
-        async for try_ in retrying:
-            with try_:
-                body = await attempt()
-        return body
+        return await retry_fetch(attempt, self._settings, on_retry, deadline)
 
     async def _release_coalescing(self, record: Record) -> None:
         """Let a change that lands from now on queue again (this fetch may already miss it)."""
