@@ -1,23 +1,28 @@
-"""The one backoff schedule (fetches from Concur, backfill pages and sink deliveries all wait this
-way) and the one retry loop around requests to Concur."""
+"""The one backoff schedule (fetch retries, sink retries and backfill pages all wait this way), and the
+in-process retry loop of the one caller that may wait in place: backfill, a command a person runs.
+
+Workers never wait in place for a retry: a failed fetch goes to the durable retry schedule in Redis
+(workers/ledger.py), a failed sink delivery to its sink's schedule (workers/deliveries.py).
+"""
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Awaitable, Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from concur_postback.config import Settings
-from concur_postback.errors import FetchError, FetchGivenUp, RetryableFetch
+from concur_postback.errors import FetchDeferred, FetchError, RetryableFetch
+
+PAGE_ATTEMPTS = 8  # backfill: attempts per summary page before the command gives up
 
 
 def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential from ``base``,
     capped at ``cap``, with "equal jitter" (a random point in the upper half, so retries of many
     notifications spread out), and never less than what the other side asked for in Retry-After."""
-    backoff = min(cap, base * 2 ** (attempt - 1))
+    backoff = min(cap, base * 2 ** min(attempt - 1, 64))
     return max(random.uniform(backoff / 2, backoff), retry_after or 0.0)  # noqa: S311 - jitter, not crypto
 
 
@@ -25,38 +30,32 @@ async def retry_fetch(
     attempt: Callable[[], Awaitable[bytes]],
     settings: Settings,
     on_retry: Callable[[int, float, BaseException | None], None],
-    deadline: float | None = None,
+    attempts: int = PAGE_ATTEMPTS,
 ) -> bytes:
     """``attempt()`` until it returns: 429, 5xx and network errors (RetryableFetch) are retried up to
-    FETCH_ATTEMPTS times on the backoff schedule, never sooner than Retry-After; ``on_retry`` is told
-    of each wait. With a ``deadline`` (``time.monotonic()``), a wait that would end past it, or a
-    Retry-After beyond FETCH_BACKOFF_MAX_SECONDS, raises FetchGivenUp: a job must end in time."""
+    ``attempts`` times on the backoff schedule, never sooner than Retry-After, and a deferral by the
+    request budget waits as long as it says without counting; ``on_retry`` is told of each wait."""
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        if (
-            deadline is not None
-            and retry_after is not None
-            and retry_after > settings.fetch_backoff_max_seconds
-        ):
-            raise FetchGivenUp(f"{exc}; Concur asked to retry after {retry_after:.0f} s")
+        if isinstance(exc, FetchDeferred):
+            return retry_after or 0.0
         delay = backoff_delay(
             state.attempt_number,
             settings.fetch_backoff_seconds,
             settings.fetch_backoff_max_seconds,
             retry_after,
         )
-        if deadline is not None and time.monotonic() + delay > deadline:
-            raise FetchGivenUp(f"{exc} after {state.attempt_number} attempt(s); no time left in this job")
         on_retry(state.attempt_number, delay, exc)
         return delay
 
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return not isinstance(exc, FetchDeferred) and stop_after_attempt(attempts)(state)
+
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(settings.fetch_attempts),
-        wait=wait,
-        retry=retry_if_exception_type(RetryableFetch),
-        reraise=True,
+        stop=stop, wait=wait, retry=retry_if_exception_type((RetryableFetch, FetchDeferred)), reraise=True
     )
     body = b""
     async for try_ in retrying:

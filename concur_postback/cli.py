@@ -95,9 +95,12 @@ def run(host: str, port: int, workers: int, simulate: bool) -> None:
 @click.option("--latency-ms", default=0, type=click.IntRange(0, 60_000), help="Delay before every answer.")
 @click.option("--travellers", default=50, type=click.IntRange(0, 1_000_000), help="Generated travellers.")
 @click.option("--seed", default=1, type=int, help="Seed of the generated travellers and trips.")
+@click.option(
+    "--max-rps", default=0.0, type=click.FloatRange(0), help="Answer 429 above this rate (0: never)."
+)
 @click.pass_context
 def simulate(
-    ctx: click.Context, *, host: str, port: int, latency_ms: int, travellers: int, seed: int
+    ctx: click.Context, *, host: str, port: int, latency_ms: int, travellers: int, seed: int, max_rps: float
 ) -> None:
     """Run a Concur API simulator (trips, profiles, FOP, summaries, subscriptions; faults over HTTP).
 
@@ -108,7 +111,7 @@ def simulate(
     from concur_postback.simulator import run_simulator  # noqa: PLC0415
 
     _settings()
-    run_simulator(host, port, latency_ms, travellers=travellers, seed=seed)
+    run_simulator(host, port, latency_ms, travellers=travellers, seed=seed, max_rps=max_rps)
 
 
 @simulate.command("fire")
@@ -288,14 +291,15 @@ class _BackfillBars:
 
 @main.group()
 def failed() -> None:
-    """Dead letters: deliveries to a sink that failed for good."""
+    """What needs a person: failed notifications and dead letters (deliveries a sink refused)."""
 
 
-def _redis_for_cli() -> Redis:
+def _redis_for_cli() -> tuple[Redis, Settings]:
     from concur_postback.workers.worker import connect  # noqa: PLC0415
 
+    settings = _settings(sys.stderr)
     try:
-        return connect(_settings(sys.stderr))
+        return connect(settings), settings
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -303,56 +307,60 @@ def _redis_for_cli() -> Redis:
 @failed.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def failed_list(as_json: bool) -> None:
-    """List dead letters, oldest first."""
-    from concur_postback.workers.deadletters import list_letters  # noqa: PLC0415
+    """List failed notifications and dead letters, oldest first."""
+    from concur_postback.workers.failed import list_failed  # noqa: PLC0415
 
-    for letter in list_letters(_redis_for_cli()):
+    for entry in list_failed(_redis_for_cli()[0]):
         if as_json:
-            click.echo(orjson.dumps(letter).decode())
-        else:
-            tries = f"after {letter.attempts} attempt(s)"
-            click.echo(f"{letter.id}  {letter.kind:9} {letter.sink}  {tries}: {letter.reason}")
+            click.echo(orjson.dumps(entry).decode())
+            continue
+        where = entry.sink if entry.sink else "fetch"
+        note = "" if entry.requeueable else " (expired: cannot be requeued)"
+        tries = f"after {entry.attempts} attempt(s)"
+        click.echo(f"{entry.id}  {entry.kind:9} {where}  {tries}: {entry.reason}{note}")
 
 
 @failed.command("show")
-@click.argument("letter_id")
-def failed_show(letter_id: str) -> None:
-    """Show one dead letter and the event it holds."""
-    from concur_postback.workers.deadletters import show  # noqa: PLC0415
+@click.argument("failed_id")
+def failed_show(failed_id: str) -> None:
+    """Show one entry and what it holds (a dead letter's event; a notification's record, token encrypted)."""
+    from concur_postback.workers.failed import show  # noqa: PLC0415
 
-    found = show(_redis_for_cli(), letter_id)
+    found = show(_redis_for_cli()[0], failed_id)
     if found is None:
-        raise click.ClickException(f"no dead letter {letter_id}")
-    letter, event = found
-    click.echo(orjson.dumps(letter, option=orjson.OPT_INDENT_2).decode())
-    click.echo(
-        orjson.dumps(orjson.loads(event), option=orjson.OPT_INDENT_2).decode() if event else "(event expired)"
-    )
+        raise click.ClickException(f"nothing failed with id {failed_id}")
+    entry, held = found
+    click.echo(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(orjson.loads(held), option=orjson.OPT_INDENT_2).decode() if held else "(expired)")
 
 
 @failed.command("requeue")
-@click.argument("letter_ids", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
-def failed_requeue(letter_ids: tuple[str, ...], everything: bool) -> None:
-    """Deliver dead letters again, each to its failing sink only."""
-    from concur_postback.workers.deadletters import all_ids, requeue  # noqa: PLC0415
+@click.argument("failed_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Requeue everything that can be requeued.")
+def failed_requeue(failed_ids: tuple[str, ...], everything: bool) -> None:
+    """Send failed notifications round again, and dead letters to their failing sink only."""
+    from concur_postback.workers.deliveries import event_ttl  # noqa: PLC0415
+    from concur_postback.workers.failed import all_ids, requeue  # noqa: PLC0415
 
-    if not letter_ids and not everything:
-        raise click.UsageError("name dead letter ids, or use --all")
-    redis = _redis_for_cli()
-    done, skipped = requeue(redis, all_ids(redis) if everything else list(letter_ids))
-    click.echo(f"requeued {len(done)}" + (f"; not found or expired: {' '.join(skipped)}" if skipped else ""))
-    if skipped and not done:
+    if not failed_ids and not everything:
+        raise click.UsageError("name failed ids, or use --all")
+    redis, settings = _redis_for_cli()
+    chosen = all_ids(redis, requeueable_only=True) if everything else list(failed_ids)
+    done, not_done = requeue(redis, chosen, event_ttl(settings))
+    click.echo(f"requeued {len(done)}")
+    for ident, why in not_done.items():
+        click.echo(f"not requeued {ident}: {why}")
+    if not_done and not everything:
         sys.exit(1)
 
 
 @failed.command("purge")
-@click.confirmation_option(prompt="Delete every dead letter?")
+@click.confirmation_option(prompt="Delete every failed notification and dead letter?")
 def failed_purge() -> None:
-    """Delete every dead letter."""
-    from concur_postback.workers.deadletters import purge  # noqa: PLC0415
+    """Delete every failed notification (with its record) and every dead letter."""
+    from concur_postback.workers.failed import purge  # noqa: PLC0415
 
-    click.echo(f"purged {purge(_redis_for_cli())}")
+    click.echo(f"purged {purge(_redis_for_cli()[0])}")
 
 
 @main.command()

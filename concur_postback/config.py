@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from concur_postback.concur.hosts import HostPolicy
@@ -61,19 +61,21 @@ class Settings(BaseSettings):
     concur_subscribe_path: str = Field(default="/api/travelprofile/v1.0/subscribe", pattern=r"^/[^?#\s]*$")
     concur_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     concur_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The whole deployment's request budget per Concur host (shared by every worker through Redis).
     concur_max_rps: float = Field(default=50.0, gt=0)
-    concur_max_in_flight: int = Field(default=32, ge=1, le=1024)
-    fetch_attempts: int = Field(default=5, ge=1, le=20)
+    concur_max_in_flight: int = Field(default=32, ge=1, le=1024)  # per Concur host and worker process
+    # Fetch retries: a durable schedule in Redis, for up to the horizon after the first failure.
     fetch_backoff_seconds: float = Field(default=1.0, ge=0)
-    fetch_backoff_max_seconds: float = Field(default=20.0, ge=0)
+    fetch_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    fetch_retry_horizon_seconds: float = Field(default=24 * 3600, ge=0)
     worker_maintenance_seconds: int = Field(default=15, ge=1)
     # A killed worker's batch is re-queued within this + WORKER_MAINTENANCE_SECONDS (about 35 s).
     worker_heartbeat_ttl_seconds: int = Field(default=20, ge=4)
     sink_timeout_seconds: float = Field(default=20.0, gt=0)  # above the HTTP sink's 5 s connect + 10 s read
     sink_http_secret: SecretStr | None = None
-    sink_attempts: int = Field(default=8, ge=1, le=100)
     sink_backoff_seconds: float = Field(default=1.0, ge=0)
     sink_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    sink_retry_horizon_seconds: float = Field(default=24 * 3600, ge=0)
     dead_letter_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     # Metrics: a worker process serves its own on this port (unset: no server; one port per process).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -104,6 +106,16 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @model_validator(mode="after")
+    def _horizon_within_token_ttl(self) -> Settings:
+        """A notification cannot be retried after its record (and token) is gone."""
+        if self.fetch_retry_horizon_seconds > self.token_ttl_seconds:
+            raise ValueError(
+                f"FETCH_RETRY_HORIZON_SECONDS ({self.fetch_retry_horizon_seconds:g}) must not exceed "
+                f"TOKEN_TTL_SECONDS ({self.token_ttl_seconds}): a notification is not kept that long"
+            )
+        return self
 
     @cached_property
     def host_policy(self) -> HostPolicy:

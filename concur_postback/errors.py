@@ -69,13 +69,10 @@ class HostNotAllowed(PermanentFetch):
     """A URL that is not on an allowed Concur host: the token is never sent there."""
 
 
-class FetchGivenUp(FetchError):
-    """No further attempt fits: Retry-After beyond the budget, or the job's deadline is near."""
-
-
-class DeliveryFailed(ConcurPostbackError):
-    """Some notifications of a job could not be delivered after their last attempt; the message
-    lists each with its reason. The job lands in RQ's failed registry with this message."""
+class FetchDeferred(FetchError):
+    """Not sent: the deployment's request budget for the host (or a pause Concur asked for with a
+    429) has no slot soon enough. Not a failure: the notification waits ``retry_after`` seconds in
+    the retry schedule instead of holding its job, and no attempt is counted."""
 
 
 class SinkError(ConcurPostbackError):

@@ -1,9 +1,16 @@
 """The event every sink receives: one JSON object per change, never the token.
 
-``id`` is stable: the same change yields the same id however often it is processed, so a sink can
-be idempotent on it. An itinerary change is named by its notification (kind, subject, trip, event
-type, event time); a profile or FOP change by the content Concur returned (digest of the parsed
-record), since those notifications name no change. The JSON Schema is `schemas/event.schema.json`.
+``id`` names the change, so that a sink can be idempotent on it. It is the same however often the
+change is processed (a re-run after a crash, a requeue) and differs between changes:
+
+* an itinerary notification names its change: the trip, the event type and the event time
+  (EventDateTime; for `backfill`, the trip's modification time), so the same change reported through
+  a user subscription, a company subscription or a backfill has one id, whoever's token fetched it;
+* a profile or FOP notification says only "this traveller's data changed", so each notification is
+  its own change (its notification id): a profile changed A → B → A gives three events, not two;
+* an ``ERROR`` event (Concur refused the fetch) belongs to its notification alone.
+
+The JSON Schema is `schemas/event.schema.json`.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from concur_postback.concur.notification import Kind
 from concur_postback.inbox import Record
 
 SCHEMA_VERSION = 1
@@ -63,14 +71,11 @@ def _utc(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_id(record: Record, data: object | None, event_type: str) -> str:
-    parts = [record.kind.value, record.subject, record.trip_id or "", event_type]
-    if record.event_time is not None and record.kind.value == "itinerary":
-        parts.append(record.event_time)
-    elif event_type == "ERROR":
-        parts.append(record.id)
+def event_id(record: Record, event_type: str) -> str:
+    if record.kind is Kind.ITINERARY and record.event_time is not None and event_type != "ERROR":
+        parts = [record.kind.value, record.trip_id or "", event_type, record.event_time]
     else:
-        parts.append(hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest())
+        parts = [record.kind.value, record.id, event_type]
     return "evt_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
@@ -85,7 +90,7 @@ def build_event(
 ) -> Event:
     kind_event = event_type or record.event_type or "UPDATE"
     return Event(
-        id=event_id(record, data, kind_event),
+        id=event_id(record, kind_event),
         kind=record.kind.value,
         event_type=kind_event,
         received_at=iso(record.received_ms),

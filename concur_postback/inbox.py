@@ -23,16 +23,8 @@ import orjson
 
 from concur_postback.concur.notification import Kind, Postback
 from concur_postback.config import Settings
+from concur_postback.keys import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import TokenVault
-
-PREFIX = "cp:"
-INBOX_KEY = PREFIX + "inbox"
-PUMPING_KEY = PREFIX + "pumping"
-PENDING_KEY = PREFIX + "pending"
-PUMP_LOCK_KEY = PREFIX + "pump:lock"
-RECORD_PREFIX = PREFIX + "n:"
-SEEN_PREFIX = PREFIX + "seen:"
-COALESCE_PREFIX = PREFIX + "coalesce:"
 
 # ARGV: record TTL, exact-dedup TTL, coalescing window, then three per notification: dedup key, id,
 # record. The id starts with the received time in hex milliseconds (see new_id), the pending score.

@@ -27,7 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from concur_postback.concur.notification import Kind
-from concur_postback.inbox import INBOX_KEY, PENDING_KEY, PREFIX, PUMPING_KEY
+from concur_postback.depths import read_depths
 
 NAMESPACE = "concur_postback"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -41,15 +41,9 @@ POSTBACK_KINDS = (*(kind.value for kind in Kind), UNKNOWN_KIND)
 # Delivery outcomes, per sink and attempt.
 DELIVERED, RETRY_SCHEDULED, DEAD_LETTER = "delivered", "retry_scheduled", "dead_letter"
 DELIVERY_OUTCOMES = (DELIVERED, RETRY_SCHEDULED, DEAD_LETTER)
-# Notification outcomes (one per processed notification; a re-run's "already delivered" is not counted).
-NOTIFICATION_DELIVERED, NOTIFICATION_FAILED = "delivered", "failed"
-
-# The Redis keys the queue depths are read from. The worker tier owns some of them (deliveries.py) and
-# RQ the others; the core imports neither, so they are spelled out here and a test checks them.
-SINK_RETRY_KEY = PREFIX + "sink-retry"
-DEAD_LETTERS_KEY = PREFIX + "dead"
-RQ_QUEUE_PREFIX = "rq:queue:"
-RQ_FAILED_PREFIX = "rq:failed:"
+# Notification outcomes, one per attempt a job makes: handed over to the sinks, a retry scheduled, failed.
+NOTIFICATION_DELIVERED, NOTIFICATION_RETRY, NOTIFICATION_FAILED = "delivered", "retry_scheduled", "failed"
+NOTIFICATION_OUTCOMES = (NOTIFICATION_DELIVERED, NOTIFICATION_RETRY, NOTIFICATION_FAILED)
 SCRAPE_REDIS_TIMEOUT_SECONDS = 0.5
 # What ``exposition`` writes: the classic text format, which every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -90,7 +84,8 @@ DELIVERIES = Counter(
 )
 NOTIFICATIONS = Counter(
     "notifications",
-    "Notifications processed by a worker, by kind and outcome: delivered (to the sinks) or failed.",
+    "Attempts at notifications by the workers, by kind and outcome: delivered (handed to the sinks), "
+    "retry_scheduled or failed (a failed notification, for `failed list`).",
     ["kind", "outcome"],
     namespace=NAMESPACE,
 )
@@ -115,26 +110,25 @@ def delivery_counters(sink: str) -> dict[str, Counter]:
     return {outcome: DELIVERIES.labels(sink, outcome) for outcome in DELIVERY_OUTCOMES}
 
 
-def notification_counters() -> dict[tuple[Kind, bool], Counter]:
-    """Keyed by (kind, delivered)."""
+def notification_counters() -> dict[tuple[Kind, str], Counter]:
+    """Keyed by (kind, outcome)."""
     return {
-        (kind, delivered): NOTIFICATIONS.labels(
-            kind.value, NOTIFICATION_DELIVERED if delivered else NOTIFICATION_FAILED
-        )
+        (kind, outcome): NOTIFICATIONS.labels(kind.value, outcome)
         for kind in Kind
-        for delivered in (True, False)
+        for outcome in NOTIFICATION_OUTCOMES
     }
 
 
 # --- queue depths, from Redis -----------------------------------------------------------------------
 class QueueDepthCollector(Collector):
     """`concur_postback_queue_depth{queue}` and the age of the oldest pending notification, read from
-    Redis with one pipelined round trip per scrape. If Redis does not answer within a short timeout,
-    nothing is exported (the series go stale) rather than the whole scrape failing.
+    Redis with one script call per scrape (depths.py). If Redis does not answer within a short
+    timeout, nothing is exported (the series go stale) rather than the whole scrape failing.
 
-    queue: ``pending`` (accepted, not yet processed), ``inbox`` (waiting for the pump), ``jobs_queued``
-    and ``jobs_failed`` (RQ), ``dead_letters``, ``sink_retries`` (deliveries scheduled for a retry,
-    including those being attempted right now).
+    queue: ``pending`` (accepted, not yet handed over or failed), ``inbox`` (waiting for the pump),
+    ``in_progress`` (in a job), ``fetch_retries`` (waiting for another attempt at Concur),
+    ``failed_notifications``, ``jobs_queued`` and ``jobs_failed`` (RQ), ``dead_letters``,
+    ``sink_retries`` (deliveries scheduled for a retry, including those being attempted right now).
     """
 
     def __init__(
@@ -143,8 +137,7 @@ class QueueDepthCollector(Collector):
         self._redis: Redis = Redis.from_url(
             redis_url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
         )
-        self._queue_key = RQ_QUEUE_PREFIX + queue_name
-        self._failed_key = RQ_FAILED_PREFIX + queue_name
+        self._queue_name = queue_name
 
     def close(self) -> None:
         self._redis.close()
@@ -155,17 +148,7 @@ class QueueDepthCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         now = time.time()
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(PENDING_KEY)
-                pipe.zrange(PENDING_KEY, 0, 0, withscores=True)
-                pipe.llen(INBOX_KEY)
-                pipe.llen(PUMPING_KEY)
-                pipe.llen(self._queue_key)
-                pipe.zcard(self._failed_key)
-                pipe.zcount(self._failed_key, 0, now)  # expired: RQ's next clean-up removes them
-                pipe.zcard(DEAD_LETTERS_KEY)
-                pipe.zcard(SINK_RETRY_KEY)
-                pending, oldest, inbox, pumping, queued, failed, expired, dead, retries = pipe.execute()
+            depths = read_depths(self._redis, self._queue_name, now)
         except (RedisError, OSError):
             return []
         depth = GaugeMetricFamily(
@@ -173,21 +156,20 @@ class QueueDepthCollector(Collector):
             "Items waiting, read from Redis at scrape time, by queue.",
             labels=["queue"],
         )
-        for queue, value in (
-            ("pending", pending),
-            ("inbox", inbox + pumping),
-            ("jobs_queued", queued),
-            ("jobs_failed", failed - expired),
-            ("dead_letters", dead),
-            ("sink_retries", retries),
-        ):
-            depth.add_metric([queue], value)
+        for queue in QUEUES:
+            depth.add_metric([queue], getattr(depths, queue))
         age = GaugeMetricFamily(
             f"{NAMESPACE}_oldest_pending_seconds",
-            "Age of the oldest accepted notification not yet processed (0 when none).",
-            value=max(0.0, now - oldest[0][1] / 1000) if oldest else 0.0,
+            "Age of the oldest accepted notification not yet handed over or failed (0 when none).",
+            value=depths.oldest_pending_seconds(now) or 0.0,
         )
         return [depth, age]
+
+
+QUEUES = (
+    "pending", "inbox", "in_progress", "fetch_retries", "failed_notifications", "jobs_queued", "jobs_failed",
+    "dead_letters", "sink_retries",
+)  # fmt: skip
 
 
 # --- exposition -------------------------------------------------------------------------------------

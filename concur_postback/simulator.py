@@ -15,8 +15,9 @@ documented examples (the trip id and login id filled in), with a configurable la
 
 Faults are injected over HTTP, so a test can script Concur's bad days: `POST /_simulator/faults` with
 `{"match": "<substring of path or token>", "status": 503, "times": 2, "retry_after": "1",
-"delay_ms": 0}` (status 0: delay, then answer normally); `GET /_simulator/requests` lists what
-was asked (tokens masked to the last four).
+"delay_ms": 0}` (status 0: delay, then answer normally; `"seconds": 180` instead of `times`: every
+matching request for that long); `GET /_simulator/requests` lists what was asked (tokens masked to
+the last four).
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ class Fault:
     retry_after: str | None = None
     delay_ms: int = 0
     body: str = ""
+    seconds: float = 0  # > 0: every matching request for this long from now, however many ("times" unused)
+    until: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.seconds > 0:
+            self.until = time.monotonic() + self.seconds
+
+    def applies(self, path: str, token: str) -> bool:
+        if self.match not in path and self.match != token:
+            return False
+        if self.seconds > 0:
+            return time.monotonic() < self.until
+        return self.times > 0
 
 
 @dataclass
@@ -74,6 +88,27 @@ class Seen:
     scheme: str
     token: str
     status: int = 0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class RateLimit:
+    """Concur's request limit as this stand-in enforces it (`--max-rps`): a token bucket refilled at
+    ``rps`` per second holding a tenth of a second's worth, so a client that keeps to the rate (with
+    the jitter of real scheduling) is never refused, and one that does not gets 429s."""
+
+    rps: float
+    tokens: float = 0.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(max(1.0, self.rps / 10), self.tokens + (now - self.updated) * self.rps)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 # --- the generated company -------------------------------------------------------------------------
@@ -163,13 +198,14 @@ def traveller_token(login: str, seed: int = DEFAULT_SEED) -> str:
 @dataclass
 class SimulatorState:
     latency_ms: int = 0
+    limit: RateLimit | None = None
     faults: list[Fault] = field(default_factory=list)
     requests: deque[Seen] = field(default_factory=lambda: deque(maxlen=10_000))
     subscriptions: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (scope, type, token) -> at
 
     def take_fault(self, path: str, token: str) -> Fault | None:
         for fault in self.faults:
-            if fault.times > 0 and (fault.match in path or fault.match == token):
+            if fault.applies(path, token):
                 fault.times -= 1
                 return fault
         return None
@@ -201,9 +237,11 @@ def create_simulator(  # noqa: PLR0915 - one closure per route over shared state
     on_request: Callable[[Seen], None] | None = None,
     travellers: int = DEFAULT_TRAVELLERS,
     seed: int = DEFAULT_SEED,
+    max_rps: float = 0,
 ) -> Starlette:
-    """``on_request`` is called with every API request as it arrives (tests await it)."""
-    state = SimulatorState(latency_ms=latency_ms)
+    """``on_request`` is called with every API request as it arrives (tests await it); with
+    ``max_rps``, requests above that rate are answered 429."""
+    state = SimulatorState(latency_ms=latency_ms, limit=RateLimit(max_rps) if max_rps else None)
     company = generate_company(travellers, seed)
 
     async def admit(request: Request) -> tuple[Seen, str, Response | None]:
@@ -220,6 +258,9 @@ def create_simulator(  # noqa: PLR0915 - one closure per route over shared state
                 token,
                 Response("<Error><Message>Unauthorized</Message></Error>", 401, media_type=XML),
             )
+        if state.limit is not None and not state.limit.take():
+            seen.status = 429
+            return seen, token, Response(_error("Rate limit exceeded", 429).body, 429, {"Retry-After": "1"})
         fault = state.take_fault(request.url.path, token)
         delay = (fault.delay_ms if fault else 0) or state.latency_ms
         if delay:
@@ -411,9 +452,15 @@ def create_simulator(  # noqa: PLR0915 - one closure per route over shared state
 
 
 def run_simulator(
-    host: str, port: int, latency_ms: int, travellers: int = DEFAULT_TRAVELLERS, seed: int = DEFAULT_SEED
+    host: str,
+    port: int,
+    latency_ms: int,
+    *,
+    travellers: int = DEFAULT_TRAVELLERS,
+    seed: int = DEFAULT_SEED,
+    max_rps: float = 0,
 ) -> None:
-    app = create_simulator(latency_ms, travellers=travellers, seed=seed)
+    app = create_simulator(latency_ms, travellers=travellers, seed=seed, max_rps=max_rps)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 

@@ -198,3 +198,12 @@ def test_a_job_outliving_its_heartbeat_ttl_is_not_taken_from_a_live_worker(
     assert [r["path"] for r in simulator.requests()].count("/api/travel/trip/v1.1/TRIPSLOW") == 1
     assert "notification.delivered" not in idle.output
     assert delivered_ids(events) == [ident]
+
+
+def test_a_retry_horizon_longer_than_the_token_ttl_is_refused_at_start() -> None:
+    env = clean_env(
+        REDIS_URL="redis://127.0.0.1:1/0", TOKEN_TTL_SECONDS="3600", FETCH_RETRY_HORIZON_SECONDS="7200"
+    )
+    result = cli("status", env=env)
+    assert result.returncode != 0
+    assert "FETCH_RETRY_HORIZON_SECONDS (7200) must not exceed TOKEN_TTL_SECONDS (3600)" in result.stderr

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from concur_postback import metrics
+from concur_postback import depths as depths_module
+from concur_postback import keys, metrics
 from concur_postback.config import Settings
 from concur_postback.embedded import free_port
 from tests.conftest import profiles, store
@@ -33,22 +34,23 @@ def depths(collector: metrics.QueueDepthCollector) -> dict[str, float]:
 def test_queue_depths_are_read_from_redis(redis_url: str, redis: Redis, settings: Settings) -> None:
     collector = metrics.QueueDepthCollector(redis_url, settings.queue_name)
     try:
-        assert depths(collector) == {
-            "pending": 0,
-            "inbox": 0,
-            "jobs_queued": 0,
-            "jobs_failed": 0,
-            "dead_letters": 0,
-            "sink_retries": 0,
-            "oldest_pending_seconds": 0,
-        }
-        store(redis, settings, profiles(3))
-        redis.rpush(metrics.RQ_QUEUE_PREFIX + settings.queue_name, "job-1", "job-2")
+        assert depths(collector) == dict.fromkeys((*metrics.QUEUES, "oldest_pending_seconds"), 0)
+        ids = [record.id for record in store(redis, settings, profiles(6))]
+        redis.lrem(keys.INBOX_KEY, 0, ids[3])  # one in a job, one waiting for a retry, one failed
+        redis.zadd(keys.LEASED_KEY, {ids[3]: time.time() + 20})
+        redis.lrem(keys.INBOX_KEY, 0, ids[4])
+        redis.zadd(keys.RETRY_KEY, {ids[4]: time.time() + 20})
+        redis.lrem(keys.INBOX_KEY, 0, ids[5])
+        redis.zrem(keys.PENDING_KEY, ids[5])
+        redis.zadd(keys.FAILED_KEY, {ids[5]: time.time()})
+        redis.rpush(depths_module.RQ_QUEUE_PREFIX + settings.queue_name, "job-1", "job-2")
         # RQ scores a failed job by when it expires; an expired one is gone at RQ's next clean-up.
-        failed = metrics.RQ_FAILED_PREFIX + settings.queue_name
+        failed = depths_module.RQ_FAILED_PREFIX + settings.queue_name
         redis.zadd(failed, {"old": time.time() - 10, "new": time.time() + 3600, "kept": -1})
-        redis.zadd(metrics.DEAD_LETTERS_KEY, {"a.s1": 1})
-        redis.zadd(metrics.SINK_RETRY_KEY, {"b.s1": 1, "c.s1": 2})
+        redis.zadd(keys.DEAD_KEY, {"a.s1": 1})
+        redis.hset(keys.SINK_NAMES_KEY, mapping={"s1": "one", "s2": "two"})
+        redis.zadd(keys.sink_retry_key("s1"), {"b": 1, "c": 2})
+        redis.zadd(keys.sink_retry_key("s2"), {"b": 1})
         redis.rpush("rq:queue:some-other-queue", "not ours")
         values = depths(collector)
     finally:
@@ -56,12 +58,15 @@ def test_queue_depths_are_read_from_redis(redis_url: str, redis: Redis, settings
     oldest = values.pop("oldest_pending_seconds")
     assert 0 <= oldest < 60
     assert values == {
-        "pending": 3,
+        "pending": 5,
         "inbox": 3,
+        "in_progress": 1,
+        "fetch_retries": 1,
+        "failed_notifications": 1,
         "jobs_queued": 2,
         "jobs_failed": 2,
         "dead_letters": 1,
-        "sink_retries": 2,
+        "sink_retries": 3,
     }
 
 
@@ -109,7 +114,8 @@ def test_postback_counters_cover_every_kind_and_outcome() -> None:
 
 RECORD = """
 import sys
-from concur_postback import metrics
+from concur_postback import depths as depths_module
+from concur_postback import keys, metrics
 for _ in range(int(sys.argv[1])):
     metrics.postback_counters()["itinerary", "accepted"].inc()
     metrics.ACK_SECONDS.observe(0.004)

@@ -1,9 +1,11 @@
-"""The Concur API client: one pooled HTTP client per worker process, limits per Concur host.
+"""The Concur API client: one pooled HTTP client per worker process, one attempt per call.
 
-Built on httpx with an aiohttp transport: httpx's own async transport costs ~15 ms of CPU per request
-once dozens are in flight (encode/httpx#3215), aiohttp's well under 1 ms, and the worker keeps
-dozens in flight. Every URL is checked against the host policy before the token is attached, and
-every response is turned into bytes or a typed FetchError that says whether to try again.
+Built on httpx with an aiohttp transport: httpx's own async transport is far costlier in CPU per
+request once dozens are in flight (encode/httpx#3215), and the worker keeps dozens in flight. Every
+URL is checked against the host policy before the token is attached; every request waits for a slot
+of its host's request budget (a `RequestBudget`: the deployment's, shared through Redis, or this
+process's own) within this process's in-flight limit; and every response is turned into bytes or a
+typed FetchError that says whether another attempt could help. Retrying is the caller's business.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -27,30 +30,45 @@ from concur_postback.errors import HostNotAllowed, InvalidPostback, PermanentFet
 DEFAULT_PAUSE_SECONDS = 5.0
 
 
-class HostLimit:
-    """Per-host request rate, requests in flight, and a pause that a 429 imposes on every caller."""
+class RequestBudget(Protocol):
+    """How many requests a Concur host may get: the deployment's shared budget (budget.py), or a
+    process's own (LocalBudget) where no Redis is at hand."""
 
-    def __init__(self, rate: float, in_flight: int) -> None:
-        self._rate = AsyncLimiter(rate, 1)
-        self._slots = asyncio.Semaphore(in_flight)
-        self.paused_until = 0.0
+    async def reserve(self, host: str) -> float:
+        """Seconds to wait before sending; raises FetchDeferred when that would be too long."""
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+    async def pause(self, host: str, seconds: float) -> None:
+        """Concur answered 429: hold every request to ``host`` for ``seconds``."""
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._slots:
-            while (wait := self.paused_until - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            async with self._rate:
-                yield
+
+class LocalBudget:
+    """A per-process budget: CONCUR_MAX_RPS for this process alone (commands such as `subscribe`)."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._paused_until: dict[str, float] = {}
+
+    async def reserve(self, host: str) -> float:
+        while (wait := self._paused_until.get(host, 0.0) - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        limiter = self._limiters.get(host)
+        if limiter is None:
+            limiter = self._limiters[host] = AsyncLimiter(self._rate, 1)
+        await limiter.acquire()
+        return 0.0
+
+    async def pause(self, host: str, seconds: float) -> None:
+        self._paused_until[host] = max(self._paused_until.get(host, 0.0), time.monotonic() + seconds)
 
 
 class ConcurClient:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, http: httpx.AsyncClient | None = None, budget: RequestBudget | None = None
+    ) -> None:
         self._settings = settings
         self._policy: HostPolicy = settings.host_policy
+        self._budget = budget or LocalBudget(settings.concur_max_rps)
         pool = httpx.Limits(max_connections=settings.concur_max_in_flight * 4)
         self._http = http or httpx.AsyncClient(
             transport=AiohttpTransport(limits=pool),
@@ -59,7 +77,7 @@ class ConcurClient:
             ),
             follow_redirects=False,  # a redirect could lead the token off Concur's hosts
         )
-        self._limits: dict[str, HostLimit] = {}
+        self._in_flight: dict[str, asyncio.Semaphore] = {}
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -93,9 +111,9 @@ class ConcurClient:
     async def get(
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, kind: str = "other"
     ) -> bytes:
-        """GET ``url`` with the token; ``kind`` labels the request's metrics."""
-        limit = self._limit_for(url)
-        async with limit.slot():
+        """GET ``url`` with the token, once; ``kind`` labels the request's metrics."""
+        host = self._host_of(url)
+        async with self._slot(host):
             started = time.perf_counter()
             try:
                 response = await self._http.get(url, params=params, headers=self._headers(token))
@@ -106,31 +124,41 @@ class ConcurClient:
             elapsed = time.perf_counter() - started
         status = response.status_code
         metrics.record_fetch(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
-        return _content_or_raise(response, limit)
+        if status == 429:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            await self._budget.pause(host, retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)
+        return _content_or_raise(response)
 
     async def post(
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, body: bytes = b""
     ) -> httpx.Response:
-        """POST to Concur (host policy and per-host limits as for `get`); the response whatever its
-        status, so the caller can read Concur's `<Error>` document. Network failures raise FetchError."""
+        """POST to Concur (host policy, budget and in-flight limit as for `get`); the response whatever
+        its status, so the caller can read Concur's `<Error>` document. Network failures raise FetchError."""
         headers = self._headers(token, **{"Content-Type": "application/xml"})
-        async with self._limit_for(url).slot():
+        async with self._slot(self._host_of(url)):
             try:
                 return await self._http.post(url, params=params, headers=headers, content=body)
             except httpx.TransportError as exc:
                 raise _network_failure(exc) from None
 
-    def _limit_for(self, url: str) -> HostLimit:
-        """The limits of the URL's host — after checking that the token may go there at all."""
+    def _host_of(self, url: str) -> str:
+        """The URL's host — after checking that the token may go there at all."""
         try:
-            host = (self._policy.check_url(url).hostname or "").lower()
+            return (self._policy.check_url(url).hostname or "").lower()
         except InvalidPostback as exc:
             raise HostNotAllowed(f"refusing to send a token to {exc.detail}") from None
-        limit = self._limits.get(host)
-        if limit is None:
-            settings = self._settings
-            limit = self._limits[host] = HostLimit(settings.concur_max_rps, settings.concur_max_in_flight)
-        return limit
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        """One of this process's CONCUR_MAX_IN_FLIGHT slots for ``host``, then a slot of the request
+        budget (reserved only once in flight, so the request leaves when its budget slot comes)."""
+        slots = self._in_flight.get(host)
+        if slots is None:
+            slots = self._in_flight[host] = asyncio.Semaphore(self._settings.concur_max_in_flight)
+        async with slots:
+            if wait := await self._budget.reserve(host):
+                await asyncio.sleep(wait)
+            yield
 
     def _headers(self, token: OAuthToken, **extra: str) -> dict[str, str]:
         authorization = f"{self._settings.concur_auth_scheme} {token.value}"
@@ -150,13 +178,12 @@ def _network_failure(exc: httpx.TransportError) -> _NetworkFailure:
     return _NetworkFailure(f"connection error ({type(exc).__name__})", "connection_error")
 
 
-def _content_or_raise(response: httpx.Response, limit: HostLimit) -> bytes:
+def _content_or_raise(response: httpx.Response) -> bytes:
     status = response.status_code
     if 200 <= status < 300:
         return response.content
     retry_after = retry_after_seconds(response.headers.get("retry-after"))
     if status == 429:
-        limit.pause(retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)
         raise RetryableFetch("HTTP 429 Too Many Requests", status, retry_after)
     if status >= 500 or status == 408:
         raise RetryableFetch(f"HTTP {status}", status, retry_after)

@@ -9,6 +9,7 @@ used fails at start-up, not at the first event.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -65,21 +66,38 @@ def factories(settings: Settings) -> dict[str, SinkFactory]:
     return {**plugins, **_builtin(settings)}  # built-in schemes cannot be shadowed
 
 
-def build_sinks(settings: Settings) -> list[Sink]:
+def sink_id(url: str) -> str:
+    """A sink's id, in Redis keys and dead-letter ids: derived from its whole URL, so that two URLs that
+    differ only in a query parameter or a credential are two sinks. A digest: the URL's secrets are in
+    it, never readable from it."""
+    return hashlib.sha256(b"concur-postback sink\x00" + url.encode()).hexdigest()[:12]
+
+
+def sink_label(ident: str, sink: Sink) -> str:
+    """How logs, metrics, `status` and `failed list` show a sink: its credential-free name and its id
+    (two sinks may share a name: `https://h/in?tenant=a` and `?tenant=b`)."""
+    return f"{sink.name} [{ident}]"
+
+
+def build_sinks(settings: Settings) -> dict[str, Sink]:
+    """The sinks SINKS names, by id, in its order."""
     spec = settings.sinks
     urls = [url for url in re.split(r"[\s,]+", spec.strip()) if url]
     if not urls:
         raise ConfigurationError("SINKS is empty: name at least one sink, e.g. `log:`")
     known = factories(settings)
-    sinks = []
-    for url in urls:
+    sinks: dict[str, Sink] = {}
+    for number, url in enumerate(urls, 1):
         scheme = urlsplit(url).scheme.lower()
         factory = known.get(scheme)
         if factory is None:
             names = ", ".join(sorted(known))
             raise ConfigurationError(f"SINKS: unknown sink scheme {scheme or url!r} (known: {names})")
+        ident = sink_id(url)
+        if ident in sinks:
+            raise ConfigurationError(f"SINKS: sink {number} ({scheme}) repeats an earlier one: each once")
         try:
-            sinks.append(factory(url))
+            sinks[ident] = factory(url)
         except ConfigurationError:
             raise
         except Exception as exc:

@@ -1,5 +1,5 @@
-"""Parts of the chaos run: a proxy that can take a sink down, a sender that behaves like Concur,
-a timeline, the RQ facts the run checks, and a scan for leaked secrets."""
+"""Parts of the chaos run: a sender that behaves like Concur, a timeline, the RQ facts the run checks,
+and a scan for leaked secrets (the proxy that takes a sink down is tests/netfaults.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from redis import Redis
 from rq import Worker
 from rq.executions import Execution
 from rq.registry import StartedJobRegistry
-
-from concur_postback.embedded import free_port
 
 
 class Timeline:
@@ -40,67 +38,6 @@ class Timeline:
         return "\n".join(f"  {at:7.1f} s  {text}" for at, text in sorted(self.entries))
 
 
-class TcpProxy:
-    """Forwards a local port to ``target``; ``down()`` refuses new connections and cuts open ones,
-    as a database host vanishing from the network would."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="proxy", daemon=True)
-        self._thread.start()
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-
-    def up(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._up(), self._loop).result()
-
-    def down(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._down(), self._loop).result()
-
-    def close(self) -> None:
-        self.down()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    async def _up(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _down(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._open):
-            writer.transport.abort()
-        if server is not None:
-            await server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        pair = {writer, upstream_writer}
-        self._open |= pair
-        try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
-        finally:
-            self._open -= pair
-            for each in pair:
-                each.transport.abort()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
-
-
 @dataclass(frozen=True)
 class Shot:
     """One postback as Concur sends it; ``key`` names the change it reports (copies share it)."""
@@ -112,10 +49,12 @@ class Shot:
 
 @dataclass
 class Sent:
-    """What the sender saw: every answer, and the keys acknowledged with a 200."""
+    """What the sender saw: every answer, the keys acknowledged with a 200, and the notification ids
+    those answers named, each with when it was first acknowledged (time.monotonic())."""
 
     answers: Counter[str] = field(default_factory=Counter)
     acknowledged: set[str] = field(default_factory=set)
+    ids: dict[str, float] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -139,6 +78,7 @@ async def send(url: str, shots: list[Shot], rate: float, give_up_after: float = 
             sent.answers[answer] += 1
             if status == 200:
                 sent.acknowledged.add(shot.key)
+                sent.ids.setdefault(response.json()["id"], time.monotonic())
                 return
             if (status and status < 500) or time.monotonic() > deadline:
                 sent.refused.append(f"{shot.key}: {answer}")

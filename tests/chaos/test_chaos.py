@@ -1,12 +1,18 @@
 """The chaos run: real processes, real Redis with AOF, real PostgreSQL, and a bad day for each of them.
 
 1,000 distinct notifications (all three kinds, user and company, 100 of them sent three times) are
-posted at 30/s while: a worker is SIGKILLed mid-job (twice), Redis is SIGKILLed and restarted, Concur
-answers 429, 503 and then hangs past the read timeout, the PostgreSQL sink is unreachable for 60 s,
-and the web tier gets SIGTERM under load and is restarted. Then every acknowledged notification
-must be in PostgreSQL exactly once, abandoned jobs must have been re-queued within 60 s, `status`
-must show nothing left, and no token or card number may appear in any log line, Redis value, AOF
-file or sink row. The timeline and figures are printed.
+posted at 20/s while: a worker is SIGKILLed mid-job (twice), Redis is SIGKILLed and restarted, Concur
+answers 429, 503 and then hangs past the read timeout, the web tier gets SIGTERM under load and is
+restarted, the PostgreSQL sink is unreachable for 60 s, the workers are replaced one by one by
+workers with a second sink (a rolling deploy), Concur answers one 429 with Retry-After: 90 and then
+503 to everything for 3 minutes. After that a profile changes A → B → A, and a lone notification
+(the inbox otherwise empty) is mid-fetch when Redis goes down for 5 s.
+
+Then: every notification acknowledged is in the first sink exactly once by event id, and in the
+second if it was handed over after the rollout; nothing is in any failed registry (RQ's, failed
+notifications, dead letters); `status` shows nothing left; Redis holds only its baseline plus the
+dedup keys; and no token or card number appears in any log line, Redis value, AOF file or sink row.
+The timeline and figures are printed.
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ import pytest
 from psycopg import sql
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.registry import FinishedJobRegistry
 
+from concur_postback.concur.notification import mask
 from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
+from concur_postback.simulator import TEMPLATES
 from concur_postback.tokens import generate_key
 from tests.chaos.harness import (
     Sent,
     Shot,
-    TcpProxy,
     Timeline,
     files_contents,
     leaks,
@@ -44,6 +52,7 @@ from tests.chaos.harness import (
     started_entries,
     still_started,
 )
+from tests.netfaults import TcpProxy
 from tests.processes import Process, clean_env, cli
 from tests.sinks.test_postgres import server_url  # noqa: F401 - fixture
 
@@ -51,8 +60,10 @@ pytestmark = pytest.mark.slow
 
 DISTINCT = 1000
 DUPLICATED = 100  # sent three times each
-RATE = 30.0  # postbacks per second
+RATE = 20.0  # postbacks per second
 SINK_DOWN_SECONDS = 60
+CONCUR_DOWN_SECONDS = 180
+RETRY_AFTER_SECONDS = 90
 RECOVERY_LIMIT_SECONDS = 60
 QUEUE = "concur-postback"
 ADMIN_TOKEN = "chaos-admin-" + secrets.token_hex(16)
@@ -60,6 +71,9 @@ CARD_NUMBERS = ("378282246310005", "4111111111111111")  # what the simulated Con
 KINDS = ("itinerary",) * 4 + ("profile",) * 3 + ("fop",) * 3
 TYPES = {"itinerary": "Itinerary", "profile": "Profile", "fop": "FOP"}
 EVENTS = ("CREATE", "UPDATE", "CANCEL")
+# Redis keys allowed to stay once everything is delivered: the dedup keys, and small bookkeeping
+# that expires or is bounded by the number of sinks, hosts and workers.
+LASTING = ("cp:seen:", "cp:sinks", "cp:sink-live:", "cp:budget:", "cp:pump:lock", "cp:sweep:lock", "rq:")
 
 
 def plan(simulator_url: str) -> tuple[list[Shot], list[str]]:
@@ -104,15 +118,15 @@ class Cluster:
         self.web_port = web_port
         self.retired: list[Process] = []
         self.web = self._serve()
-        self.workers = [self._worker() for _ in range(2)]
+        self.workers = [self._worker(env) for _ in range(2)]
 
     def _serve(self) -> Process:
         web = Process(["serve", "--host", "127.0.0.1", "--port", str(self.web_port)], self.env)
         web.wait_for("Uvicorn running on", prefix=True)
         return web
 
-    def _worker(self) -> Process:
-        worker = Process(["worker"], self.env)
+    def _worker(self, env: dict[str, str]) -> Process:
+        worker = Process(["worker"], env)
         worker.wait_for("*** Listening on", prefix=True)
         return worker
 
@@ -133,8 +147,17 @@ class Cluster:
         worker.kill()
         killed_at = time.monotonic()
         self.retired.append(worker)
-        self.workers[index] = self._worker()
+        self.workers[index] = self._worker(self.env)
         return entries, killed_at
+
+    def roll(self, env: dict[str, str]) -> None:
+        """A rolling deploy: each worker in turn is replaced by one with ``env``, the new one started
+        before the old one gets SIGTERM (it finishes its job), as a Deployment with maxSurge 1 does."""
+        self.env = env
+        for index, old in enumerate(self.workers):
+            self.workers[index] = self._worker(env)
+            old.stop()
+            self.retired.append(old)
 
     def all(self) -> list[Process]:
         return [*self.retired, self.web, *self.workers]
@@ -169,29 +192,36 @@ def watch_recovery(
     return thread
 
 
+Rows = Callable[[], list[dict[str, Any]]]
+
+
 @pytest.fixture
-def chaos_table(server_url: str) -> Iterator[tuple[str, Callable[[], list[dict[str, Any]]]]]:  # noqa: F811
-    table = f"chaos_{secrets.token_hex(4)}"
+def tables(server_url: str) -> Iterator[tuple[list[str], Callable[[str], Rows]]]:  # noqa: F811
+    names = [f"chaos_{secrets.token_hex(4)}_{n}" for n in (1, 2)]
 
-    def rows() -> list[dict[str, Any]]:
-        with psycopg.connect(server_url) as conn:
-            exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-            if exists is None or exists[0] is None:
-                return []
-            query = sql.SQL("SELECT kind, trip_id, login_id, event::text AS event FROM {}").format(
-                sql.Identifier(table)
-            )
-            cursor = conn.execute(query)
-            names = [column.name for column in cursor.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def reader(table: str) -> Rows:
+        def rows() -> list[dict[str, Any]]:
+            with psycopg.connect(server_url) as conn:
+                exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                if exists is None or exists[0] is None:
+                    return []
+                query = sql.SQL("SELECT id, kind, trip_id, login_id, event::text AS event FROM {}").format(
+                    sql.Identifier(table)
+                )
+                cursor = conn.execute(query)
+                names_ = [column.name for column in cursor.description or []]
+                return [dict(zip(names_, row, strict=True)) for row in cursor.fetchall()]
 
-    yield table, rows
+        return rows
+
+    yield names, reader
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        for table in names:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 
-def row_key(row: dict[str, Any]) -> str:
-    return f"itinerary:{row['trip_id']}" if row["kind"] == "itinerary" else f"{row['kind']}:{row['login_id']}"
+def notification_id(row: dict[str, Any]) -> str:
+    return str(orjson.loads(row["event"])["notification_id"])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
@@ -203,19 +233,27 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def post(web_port: int, **params: str) -> str:
+    response = httpx.post(f"http://127.0.0.1:{web_port}/postback", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
 def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     tmp_path: Path,
     server_url: str,  # noqa: F811
-    chaos_table: tuple[str, Callable[[], list[dict[str, Any]]]],
+    tables: tuple[list[str], Callable[[str], Rows]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    table, rows = chaos_table
+    (first_table, second_table), reader = tables
+    rows, second_rows = reader(first_table), reader(second_table)
     redis_server = EmbeddedRedis(tmp_path / "redis", appendfsync="everysec").start()
     database = urlsplit(server_url)
     proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
     proxy.up()
     user = database.netloc.rpartition("@")[0]
     sink = database._replace(netloc=f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}")
+    sink_url = f"{sink.geturl()}?connect_timeout=2&table="
     sim_port = free_port()
     simulator_url = f"http://127.0.0.1:{sim_port}"
     env = clean_env(
@@ -223,21 +261,24 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         TOKEN_ENCRYPTION_KEY=generate_key(),
         CONCUR_BASE_URL=simulator_url,
         CONCUR_ALLOWED_HOSTS="",
-        SINKS=f"{sink.geturl()}?table={table}&connect_timeout=2",
+        SINKS=sink_url + first_table,
         CONCUR_READ_TIMEOUT_SECONDS="3",
-        SINK_ATTEMPTS="30",
+        FETCH_BACKOFF_MAX_SECONDS="20",
         SINK_BACKOFF_MAX_SECONDS="10",
+        WORKER_HEARTBEAT_TTL_SECONDS="8",
     )
     simulator = Process(["simulate", "--port", str(sim_port), "--latency-ms", "100"], env)
     simulator.wait_for("Uvicorn running on", prefix=True)
     web_port = free_port()
     cluster = Cluster(env, web_port)
     redis = sync_client(redis_server.url, connect_timeout=2)
+    baseline = dataset_bytes(redis) - dataset_bytes(redis, "rq:*")  # ours, not RQ's
     shots, tokens = plan(simulator_url)
     expected = {shot.key for shot in shots}
     timeline = Timeline()
     recoveries: list[float] = []
     watchers = []
+    concur = httpx.Client(base_url=simulator_url)
     try:
         timeline.mark(f"posting {len(shots)} postbacks ({DISTINCT} distinct) at {RATE:.0f}/s")
         sender, result = send_in_background(f"http://127.0.0.1:{web_port}/postback", shots, RATE)
@@ -253,17 +294,16 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
                 f"SIGKILL worker {index + 1} mid-job ({len(entries)} job(s) abandoned); replacement started"
             )
 
+        def fault(**spec: Any) -> None:
+            concur.post("/_simulator/faults", json=spec).raise_for_status()
+
         at(3)
         kill_worker(0)
 
         at(6)
-        with httpx.Client(base_url=simulator_url) as client:
-            for fault in (
-                {"match": "/api/", "status": 429, "times": 40, "retry_after": "1"},
-                {"match": "/api/", "status": 503, "times": 40},
-                {"match": "/api/", "status": 0, "delay_ms": 8000, "times": 10},  # past the 3 s read timeout
-            ):
-                client.post("/_simulator/faults", json=fault).raise_for_status()
+        fault(match="/api/", status=429, times=40, retry_after="1")
+        fault(match="/api/", status=503, times=40)
+        fault(match="/api/", status=0, delay_ms=8000, times=10)  # past the 3 s read timeout
         timeline.mark("Concur answers 40 x 429, then 40 x 503, then hangs 10 times")
 
         at(10)
@@ -284,11 +324,25 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         at(24)
         kill_worker(1)
 
+        at(28)
+        cluster.roll({**env, "SINKS": f"{sink_url}{first_table} {sink_url}{second_table}"})
+        rolled = timeline.mark("rolling deploy done: both workers replaced by workers with a second sink")
+        rolled_at = timeline.start + rolled
+
+        at(38)
+        fault(match="/api/", status=429, times=1, retry_after=str(RETRY_AFTER_SECONDS))
+        fault(match="/api/", status=503, seconds=CONCUR_DOWN_SECONDS + 2)
+        concur_down = timeline.mark(
+            f"Concur: one 429 with Retry-After: {RETRY_AFTER_SECONDS}, then 503 to everything for "
+            f"{CONCUR_DOWN_SECONDS} s"
+        )
+
         at(50)
         outage = current_status(env)
         retrying = sum(counts["retrying"] for counts in outage["sinks"].values())
         timeline.mark(
-            f"status during the outage: {outage['pending']} pending, {retrying} sink deliveries retrying"
+            f"status: {outage['pending']} pending, {outage['fetch_retries']} waiting for Concur, "
+            f"{retrying} sink deliveries retrying"
         )
 
         at(sink_down + SINK_DOWN_SECONDS)
@@ -298,10 +352,29 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         sender.join()
         sent: Sent = result[0]
         timeline.mark(f"sender done: {len(sent.acknowledged)} distinct acknowledged", at=sent.seconds)
-        if wait_until(lambda: len(rows()) >= len(expected), 180):
-            timeline.mark(f"all {len(expected)} notifications in PostgreSQL")
+
+        at(concur_down + CONCUR_DOWN_SECONDS / 2)
+        midway = current_status(env)
+        timeline.mark(
+            f"status with Concur down: {midway['fetch_retries']} waiting for Concur, "
+            f"{midway['failed_notifications']} failed, {midway['jobs']['failed']} failed jobs"
+        )
+
+        at(concur_down + CONCUR_DOWN_SECONDS + 2)
+        timeline.mark("Concur answers again")
+        if wait_until(lambda: {notification_id(row) for row in rows()} >= set(sent.ids), 120):
+            timeline.mark(f"all {len(sent.ids)} acknowledged notifications in PostgreSQL")
+
+        a_b_a = change_a_profile_a_b_a(concur, web_port, rows)
+        timeline.mark("a profile changed A -> B -> A, each delivered")
+
+        lone, lone_delivered = lone_notification_through_a_redis_outage(concur, web_port, redis_server, rows)
+        timeline.mark(
+            f"a lone notification, Redis gone mid-fetch for 5 s: delivered {lone_delivered:.1f} s after"
+        )
+
         if wait_until(lambda: not pending_work(current_status(env)), 60):
-            timeline.mark("status: nothing pending, queued, running, failed or retrying")
+            timeline.mark("status: nothing pending, queued, running, retrying or failed")
         for watcher in watchers:
             watcher.join()
         running = (cluster.web, *cluster.workers)
@@ -310,10 +383,17 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         cluster.stop()
         simulator.stop()
         proxy.close()
+        concur.close()
 
-    stored = rows()
-    keys = Counter(row_key(row) for row in stored)
+    stored, stored_second = rows(), second_rows()
     status = current_status(env)
+    census = lasting_keys(redis)
+    memory = dataset_bytes(redis)
+    dedup = dataset_bytes(redis, "cp:seen:*")
+    # RQ's own: jobs of the last result TTL (60 s), listed in its finished registry until they expire.
+    rq = dataset_bytes(redis, "rq:*")
+    finished = FinishedJobRegistry(QUEUE, connection=redis).key
+    finished_expiries = [score for _, score in redis.zrange(finished, 0, -1, withscores=True)]
     outputs = {f"{p.popen.args[3]}-{p.popen.pid}": p.output for p in cluster.all()}
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -324,32 +404,107 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         *(leak for name, text in outputs.items() for leak in leaks(f"log of {name}", text, secrets_)),
         *leaks("Redis", redis_contents(redis), secrets_),
         *leaks("Redis data directory (AOF)", files_contents(redis_server.data_dir), secrets_),
-        *leaks("PostgreSQL rows", "\n".join(map(str, stored)), secrets_),
+        *leaks("PostgreSQL rows", "\n".join(map(str, stored + stored_second)), secrets_),
     ]
     redis.close()
     redis_server.stop()
 
+    delivered = Counter(notification_id(row) for row in stored)
+    after_rollout = {ident for ident, acknowledged in sent.ids.items() if acknowledged > rolled_at}
     with capsys.disabled():
         print("\n\nchaos run timeline\n" + timeline.render())
         print(f"\n  answers to the sender: {dict(sent.answers)}")
         print(f"  abandoned jobs re-queued after: {', '.join(f'{s:.1f} s' for s in sorted(recoveries))}")
+        print(f"  first sink: {len(stored)} rows for {len(sent.ids)} acknowledged notifications")
         print(
-            f"  rows in PostgreSQL: {len(stored)} ({len(keys)} distinct); left over: {pending_work(status)}"
+            f"  second sink: {len(stored_second)} rows ({len(after_rollout)} acknowledged after the rollout)"
         )
+        print(f"  Redis data: ours {baseline:,} B at the start; {memory:,} B at the end, of which")
+        rest = memory - dedup - rq
+        print(f"    {dedup:,} B dedup keys, {rq:,} B RQ's (the last minute's jobs), {rest:,} B the rest")
+        print(f"  left over: {pending_work(status) or 'nothing'}")
         print(f"  logs of every process: {logs}")
 
     assert not unexpected_exits, f"a process died on its own: {unexpected_exits}"
     assert not sent.refused, sent.refused[:10]
     assert sent.acknowledged == expected
-    assert set(keys) == expected  # nothing lost, nothing extra ...
-    assert max(keys.values()) == 1  # ... and nothing twice
+    assert set(delivered) == {*sent.ids, lone, *a_b_a}  # every acknowledged notification, nothing else ...
+    assert max(delivered.values()) == 1  # ... once each
+    trips = Counter(row["trip_id"] for row in stored if row["kind"] == "itinerary")
+    assert max(trips.values()) == 1  # one change, one event
+    second = {notification_id(row) for row in stored_second}
+    assert second <= set(delivered) and after_rollout <= second
     assert len(recoveries) >= 2, "each kill abandons at least one job"
     assert max(recoveries) <= RECOVERY_LIMIT_SECONDS
-    assert retrying > 0  # status showed the outage ...
+    assert retrying > 0 and outage["fetch_retries"] > 0  # status showed both outages ...
+    assert midway["fetch_retries"] > 0 and midway["failed_notifications"] == midway["jobs"]["failed"] == 0
     assert not pending_work(status)  # ... and shows nothing left now
+    assert census == [], census[:20]  # Redis holds the dedup keys and bookkeeping, nothing else
+    assert memory - rq - dedup - baseline <= 16 * 1024  # our bookkeeping (LASTING): a few kB
+    assert all(expiry <= time.time() + 60 for expiry in finished_expiries)
     assert found == []
     # the scan was not vacuous: card data went through to the sink, masked to its last four digits
     assert all("0005" in row["event"] and "1111" in row["event"] for row in stored if row["kind"] == "fop")
+
+
+def change_a_profile_a_b_a(concur: httpx.Client, web_port: int, rows: Rows) -> list[str]:
+    """Three profile notifications of one traveller, each processed before the next, Concur serving
+    state A, B, then A again: three events with three ids, the last one A."""
+    token = "chaos-aba-" + secrets.token_hex(12)
+    a = TEMPLATES["profile_v2"].replace("{{LOGIN_ID}}", "aba@example.com")
+    b = a.replace("<FirstName>", "<FirstName>B", 1)
+    ids = []
+    for body in (a, b, a):
+        concur.post(
+            "/_simulator/faults", json={"match": token, "status": 200, "body": body}
+        ).raise_for_status()
+        ids.append(post(web_port, type="Profile", oauth_token_key=token))
+        assert wait_until(lambda: ids[-1] in {notification_id(row) for row in rows()}, 60)
+    events = {
+        notification_id(row): orjson.loads(row["event"]) for row in rows() if notification_id(row) in ids
+    }
+    assert len({events[ident]["id"] for ident in ids}) == 3
+    assert events[ids[0]]["data"] == events[ids[2]]["data"] != events[ids[1]]["data"]
+    return ids
+
+
+def lone_notification_through_a_redis_outage(
+    concur: httpx.Client, web_port: int, redis_server: EmbeddedRedis, rows: Rows
+) -> tuple[str, float]:
+    """A notification alone in the pipeline whose worker loses Redis mid-fetch, for longer than its
+    Redis client retries: it must come back by itself (no inbox arrival to wake anything)."""
+    token = "chaos-lone-" + secrets.token_hex(12)
+    concur.post("/_simulator/faults", json={"match": token, "status": 0, "delay_ms": 2000}).raise_for_status()
+    ident = post(web_port, type="FOP", oauth_token_key=token)
+    seen = lambda: any(r["token"] == mask(token) for r in concur.get("/_simulator/requests").json())  # noqa: E731
+    assert wait_until(seen, 30)
+    began = time.monotonic()
+    redis_server.kill()
+    time.sleep(5)  # the fault: Redis gone for 5 s, from mid-fetch to past the hand-over
+    redis_server.start()
+    assert wait_until(lambda: ident in {notification_id(row) for row in rows()}, 60)
+    return ident, time.monotonic() - began
+
+
+def lasting_keys(redis: Redis) -> list[str]:
+    """Keys that should not outlast the run: anything but the dedup keys and bounded bookkeeping, and
+    any RQ job hash that would not expire."""
+    left = []
+    for raw in redis.scan_iter(count=1000):
+        key = raw.decode()
+        if not key.startswith(LASTING) or (key.startswith("rq:job:") and redis.ttl(key) < 0):
+            left.append(key)
+    return sorted(left)
+
+
+def dataset_bytes(redis: Redis, match: str = "*") -> int:
+    """What the keys that stay take (MEMORY USAGE), without Redis's own buffers and caches: keys that
+    expire within two minutes (RQ's finished jobs, kept 60 s) are not counted."""
+    return sum(
+        redis.memory_usage(key) or 0
+        for key in redis.scan_iter(match, count=1000)
+        if not 0 < redis.ttl(key) <= 120
+    )
 
 
 def current_status(env: dict[str, str]) -> dict[str, Any]:
@@ -358,8 +513,10 @@ def current_status(env: dict[str, str]) -> dict[str, Any]:
 
 def pending_work(status: dict[str, Any]) -> list[str]:
     """What `status` still counts as not done (empty when the pipeline is drained)."""
-    left = [f"{name} {status[name]}" for name in ("pending", "inbox") if status[name]]
+    names = ("pending", "inbox", "in_progress", "fetch_retries", "failed_notifications")
+    left = [f"{name} {status[name]}" for name in names if status[name]]
     left += [f"jobs {state} {count}" for state, count in status["jobs"].items() if count]
     for sink, counts in status["sinks"].items():
         left += [f"{sink} {what} {count}" for what, count in counts.items() if count]
+    left += [f"no live worker has {sink}" for sink in status["sinks_without_a_live_worker"]]
     return left

@@ -20,7 +20,6 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 from redis import Redis
-from rq.registry import FailedJobRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +30,8 @@ from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
 from concur_postback.config import Settings
 from concur_postback.errors import HostNotAllowed, PermanentFetch, RetryableFetch
-from concur_postback.workers.worker import job_queue, run_worker
+from concur_postback.workers.failed import list_failed
+from concur_postback.workers.worker import run_worker
 from tests.conftest import TOKEN, LiveServer, serve_asgi, store
 from tests.security.conftest import ConnectionTrap
 
@@ -285,19 +285,13 @@ def test_a_redirect_off_concur_is_not_followed(
 
 
 def failed_reasons(redis: Redis, settings: Settings) -> str:
-    queue = job_queue(redis, settings)
-    return "\n".join(
-        queue.fetch_job(job_id).latest_result().exc_string
-        for job_id in FailedJobRegistry(queue=queue).get_job_ids()
-    )
+    return "\n".join(f"{entry.id}: {entry.reason}" for entry in list_failed(redis))
 
 
 def test_the_worker_requests_nothing_for_a_stored_record_aimed_off_concur(
     make_settings: Callable[..., Settings], redis: Redis, trap: ConnectionTrap
 ) -> None:
-    settings = make_settings(
-        fetch_attempts=1, concur_connect_timeout_seconds=1, concur_read_timeout_seconds=1
-    )
+    settings = make_settings(concur_connect_timeout_seconds=1, concur_read_timeout_seconds=1)
     p = trap.port
     uris = [
         f"https://127.0.0.1:{p}{TRIP}",
@@ -335,7 +329,6 @@ def test_with_an_http_base_url_the_worker_fetches_only_its_trips_on_its_port(
     settings = make_settings(
         concur_base_url=concur.url,
         concur_allowed_hosts=[],
-        fetch_attempts=1,
         concur_connect_timeout_seconds=1,
         concur_read_timeout_seconds=1,
     )

@@ -1,17 +1,20 @@
-"""Redis stops mid-run: postbacks get 503 + Retry-After (never a false 200), then recover."""
+"""Redis stops or hangs mid-run: postbacks get 503 + Retry-After in time (never a false 200), then recover."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from redis import Redis
 
 from concur_postback.config import Settings
 from concur_postback.embedded import EmbeddedRedis
-from concur_postback.inbox import INBOX_KEY
-from tests.conftest import NOTIFICATION, TOKEN, LiveServer
+from concur_postback.keys import INBOX_KEY
+from tests.conftest import NOTIFICATION, TOKEN, CapturedLogs, LiveServer
+from tests.netfaults import TcpProxy
 
 
 @pytest.fixture
@@ -54,3 +57,43 @@ def test_redis_down_gives_503_and_recovery_keeps_earlier_data(
         again.json()["id"],
     ]
     client.close()
+
+
+def test_with_redis_hung_every_postback_is_answered_within_the_redis_timeout(
+    own_redis: EmbeddedRedis,
+    make_settings: Callable[..., Settings],
+    make_server: Callable[[Settings], LiveServer],
+    captured_logs: CapturedLogs,
+) -> None:
+    """Redis accepts the connection and then answers nothing. Postbacks queued behind a batch that
+    waits for it are each answered 503 when their own REDIS_TIMEOUT_SECONDS is up, not one batch's
+    timeout after another (with 300 waiting in batches of 50, the last waited three timeouts)."""
+    proxy = TcpProxy("127.0.0.1", own_redis.port)
+    proxy.up()
+    timeout = 0.5
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}/0", redis_timeout_seconds=timeout, ingest_max_batch=50
+    )
+    server = make_server(settings)
+    assert server.post(type="Profile", oauth_token_key=TOKEN).status_code == 200
+    proxy.stall()
+
+    async def flood() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post("/postback", params={"type": "FOP", "oauth_token_key": f"{TOKEN}{n}"})
+                    for n in range(300)
+                )
+            )
+        return [reply.status_code for reply in replies]
+
+    try:
+        statuses = asyncio.run(flood())
+    finally:
+        proxy.resume()
+        proxy.close()
+    assert set(statuses) == {503}
+    durations = [entry["duration_ms"] for entry in captured_logs.named("postback.unavailable")]
+    assert len(durations) == 300
+    assert max(durations) < timeout * 1000 * 2  # the timeout and a margin, not six timeouts

@@ -47,7 +47,6 @@ def pipeline(
         concur_base_url=simulator.url,
         concur_allowed_hosts=[],
         sinks=f"file://{events_file}",
-        fetch_attempts=4,
         fetch_backoff_seconds=0.01,
         fetch_backoff_max_seconds=0.2,
     )

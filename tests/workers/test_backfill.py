@@ -172,3 +172,20 @@ def test_backfill_retries_what_concur_asks_to_retry(pipeline: Pipeline, simulato
     assert result.total().queued == len(logins) + len(trips)
     statuses = [r["status"] for r in simulator.requests()]
     assert statuses.count(429) == 1 and statuses.count(503) == 2
+
+
+def test_a_backfilled_change_has_the_event_id_of_the_same_change_posted_by_concur(
+    pipeline: Pipeline, simulator: Simulator
+) -> None:
+    """The user's own subscription reported the change; backfill finds it again in the summaries
+    (with the admin token, so not deduplicated at ingest): a sink idempotent on `id` keeps one."""
+    trip = next(t for t in generate_company().trips if t.modified >= SINCE)
+    posted = pipeline.post(
+        simulator.notification(trip.trip_id, "UPDATE", trip.modified), type="Itinerary", oauth_token_key=TOKEN
+    )
+    run_backfill(pipeline.settings, "admin-" + TOKEN, SINCE, kinds=(Kind.ITINERARY,))
+    pipeline.work()
+    events = [event for event in pipeline.events() if event["trip_id"] == trip.trip_id]
+    assert len(events) == 2 and posted in {event["notification_id"] for event in events}
+    assert events[0]["subject"] != events[1]["subject"]
+    assert events[0]["id"] == events[1]["id"]

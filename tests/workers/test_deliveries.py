@@ -16,17 +16,21 @@ from redis.asyncio import Redis as AsyncRedis
 from concur_postback.config import Settings
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, build_event
-from concur_postback.inbox import PENDING_KEY, RECORD_PREFIX, Record
-from concur_postback.workers.deadletters import list_letters, per_sink, purge, requeue, show
-from concur_postback.workers.deliveries import (
-    CLAIM_MARGIN_SECONDS,
+from concur_postback.inbox import Record
+from concur_postback.keys import (
+    CLAIM_PREFIX,
     DEAD_KEY,
     EVENT_PREFIX,
-    RETRY_KEY,
-    Deliveries,
-    letter_id,
-    sink_id,
+    LEASED_KEY,
+    PENDING_KEY,
+    RECORD_PREFIX,
+    SINK_LIVE_PREFIX,
+    sink_retry_key,
 )
+from concur_postback.sinks import sink_id
+from concur_postback.workers.deliveries import CLAIM_MARGIN_SECONDS, Deliveries, event_ttl
+from concur_postback.workers.failed import list_failed, per_sink, purge, requeue, show, unowned_sinks
+from concur_postback.workers.ledger import Ledger
 from tests.conftest import profiles, store
 from tests.processes import clean_env, cli
 
@@ -57,6 +61,11 @@ class ScriptedSink:
 
 
 Step = Callable[[Deliveries], Coroutine[Any, Any, Any]]
+OWNER = "test-owner"
+
+
+def by_id(*sinks: ScriptedSink) -> dict[str, Any]:
+    return {sink_id(sink.name): sink for sink in sinks}
 
 
 def run(redis_url: str, settings: Settings, sinks: list[Any], *steps: Step) -> None:
@@ -65,7 +74,7 @@ def run(redis_url: str, settings: Settings, sinks: list[Any], *steps: Step) -> N
     async def main() -> None:
         client = AsyncRedis.from_url(redis_url)
         try:
-            deliveries = Deliveries(settings, client, sinks)
+            deliveries = Deliveries(settings, client, by_id(*sinks))
             await deliveries.register()
             for step in steps:
                 await step(deliveries)
@@ -78,32 +87,70 @@ def run(redis_url: str, settings: Settings, sinks: list[Any], *steps: Step) -> N
 @pytest.fixture
 def fast(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(
-        sink_backoff_seconds=0, sink_backoff_max_seconds=0, sink_attempts=3, sink_timeout_seconds=0.2
+        sink_backoff_seconds=0,
+        sink_backoff_max_seconds=0,
+        sink_retry_horizon_seconds=0.5,
+        sink_timeout_seconds=0.2,
     )
 
 
-def fetched(redis: Redis, settings: Settings) -> tuple[Record, Event]:
+def fetched(redis_url: str, redis: Redis, settings: Settings) -> tuple[Record, Event]:
+    """A stored notification, claimed by OWNER as a job would before fetching it."""
     [record] = store(redis, settings, profiles(1))
+
+    async def claim() -> None:
+        client = AsyncRedis.from_url(redis_url)
+        await Ledger(client, settings).claim(OWNER, [record.id], time.time())
+        await client.aclose()
+
+    asyncio.run(claim())
     return record, build_event(record, {"login": "x"}, fetched_at="2026-11-22T00:00:00Z")
 
 
-def hand_over(record: Record, event: Event) -> Step:
-    return lambda deliveries: deliveries.hand_over(record, event, event.to_json())
+def hand_over(record: Record, event: Event, owner: str = OWNER) -> Step:
+    return lambda deliveries: deliveries.hand_over(owner, record, event, event.to_json())
 
 
 def retry_due(deliveries: Deliveries) -> Coroutine[Any, Any, int]:
     return deliveries.retry_due()
 
 
+def schedule(redis: Redis, sink: ScriptedSink) -> list[bytes]:
+    return list(redis.zrange(sink_retry_key(sink_id(sink.name)), 0, -1))
+
+
+def label(sink: ScriptedSink) -> str:
+    return f"{sink.name} [{sink_id(sink.name)}]"
+
+
 def test_fan_out_to_every_sink_then_the_event_is_gone(redis: Redis, redis_url: str, fast: Settings) -> None:
     a, b = ScriptedSink("a"), ScriptedSink("b")
-    record, event = fetched(redis, fast)
+    record, event = fetched(redis_url, redis, fast)
     run(redis_url, fast, [a, b], hand_over(record, event))
     assert a.received == b.received == [event.id]
     assert redis.get(EVENT_PREFIX + record.id) is None
     assert redis.get(RECORD_PREFIX + record.id) is None  # the token went with the record
     assert redis.zscore(PENDING_KEY, record.id) is None
-    assert redis.zcard(RETRY_KEY) == redis.zcard(DEAD_KEY) == 0
+    assert redis.zscore(LEASED_KEY, record.id) is None
+    assert redis.get(CLAIM_PREFIX + record.id) is None
+    assert schedule(redis, a) == schedule(redis, b) == [] and redis.zcard(DEAD_KEY) == 0
+
+
+def test_a_hand_over_whose_claim_lapsed_changes_nothing(redis: Redis, redis_url: str, fast: Settings) -> None:
+    """A worker cut off from Redis past its claim finds another worker holding the notification: it
+    must neither store the event nor deliver it (the other one will)."""
+    sink = ScriptedSink("a")
+    record, event = fetched(redis_url, redis, fast)
+    redis.set(CLAIM_PREFIX + record.id, "another-worker")  # the claim lapsed and was taken over
+    handed: list[bool] = []
+
+    async def late(deliveries: Deliveries) -> None:
+        handed.append(await deliveries.hand_over(OWNER, record, event, event.to_json()))
+
+    run(redis_url, fast, [sink], late)
+    assert handed == [False] and sink.received == []
+    assert redis.get(RECORD_PREFIX + record.id) is not None and redis.get(EVENT_PREFIX + record.id) is None
+    assert redis.zscore(PENDING_KEY, record.id) is not None
 
 
 def test_a_sink_that_is_down_is_retried_alone_until_it_is_back(
@@ -111,34 +158,58 @@ def test_a_sink_that_is_down_is_retried_alone_until_it_is_back(
 ) -> None:
     down = ScriptedSink("down", [ConnectionRefusedError("no"), SinkError("HTTP 503")])
     up = ScriptedSink("up")
-    record, event = fetched(redis, fast)
+    record, event = fetched(redis_url, redis, fast)
     run(redis_url, fast, [down, up], hand_over(record, event))
     assert (down.received, up.received) == ([], [event.id])
-    assert redis.zrange(RETRY_KEY, 0, -1) == [letter_id(record.id, sink_id(down)).encode()]
-    assert per_sink(redis)["test://down"] == {"retrying": 1, "dead": 0}
+    assert schedule(redis, down) == [record.id.encode()] and schedule(redis, up) == []
+    assert per_sink(redis)[label(down)] == {"retrying": 1, "dead": 0}
 
     run(redis_url, fast, [down, up], retry_due, retry_due)  # fails once more, then succeeds
     assert (down.received, up.received) == ([event.id], [event.id])  # the healthy sink got it once
-    assert redis.zcard(RETRY_KEY) == 0
+    assert schedule(redis, down) == []
     assert redis.get(EVENT_PREFIX + record.id) is None
+
+
+def test_a_retry_is_taken_only_by_a_worker_that_has_its_sink(
+    redis: Redis, redis_url: str, fast: Settings
+) -> None:
+    """A rolling deploy that adds sink B: a new worker handed over, B failed once; an old worker
+    without B must leave B's retry alone (it stays owed, and `status` says no live worker has B)
+    until a worker with B delivers it."""
+    settings = fast.model_copy(update={"sink_retry_horizon_seconds": 3600})
+    a, b = ScriptedSink("a"), ScriptedSink("b", [SinkError("HTTP 503")])
+    record, event = fetched(redis_url, redis, settings)
+    run(redis_url, settings, [a, b], hand_over(record, event))
+    assert schedule(redis, b) == [record.id.encode()]
+    redis.delete(SINK_LIVE_PREFIX + sink_id(b.name))  # the new worker stops; only old ones run
+
+    run(redis_url, settings, [a], retry_due, retry_due)  # an old worker: it has only A
+    assert schedule(redis, b) == [record.id.encode()]  # still owed, not dropped
+    assert redis.get(EVENT_PREFIX + record.id) is not None
+    assert unowned_sinks(redis) == [label(b)]
+    assert list_failed(redis) == []
+
+    run(redis_url, settings, [a, b], retry_due)  # a new worker again
+    assert b.received == [event.id] and a.received == [event.id]
+    assert schedule(redis, b) == [] and redis.get(EVENT_PREFIX + record.id) is None
 
 
 def test_deliveries_survive_a_worker_dying_before_the_sinks_answer(
     redis: Redis, redis_url: str, fast: Settings
 ) -> None:
     dying = ScriptedSink("dying", [asyncio.CancelledError()])  # the worker's loop is torn down mid-delivery
-    record, event = fetched(redis, fast)
+    record, event = fetched(redis_url, redis, fast)
     with pytest.raises(asyncio.CancelledError):
         run(redis_url, fast, [dying], hand_over(record, event))
-    letter = letter_id(record.id, sink_id(dying))
-    due = redis.zscore(RETRY_KEY, letter)
+    key = sink_retry_key(sink_id(dying.name))
+    due = redis.zscore(key, record.id)
     # comes due for another worker once the attempt's own time limit (plus a margin) is over
     assert (
         due is not None
         and time.time() < due <= time.time() + fast.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
     )
     assert redis.get(EVENT_PREFIX + record.id) is not None
-    redis.zadd(RETRY_KEY, {letter: 0})  # as if that time had passed
+    redis.zadd(key, {record.id: 0})  # as if that time had passed
     run(redis_url, fast, [dying], retry_due)
     assert dying.received == [event.id]
 
@@ -148,52 +219,69 @@ def test_permanent_failure_is_a_dead_letter_until_requeued_to_that_sink_only(
 ) -> None:
     rejecting = ScriptedSink("rejecting", [SinkError("HTTP 400 Bad Request", permanent=True)])
     other = ScriptedSink("other")
-    record, event = fetched(redis, fast)
+    record, event = fetched(redis_url, redis, fast)
     run(redis_url, fast, [rejecting, other], hand_over(record, event))
-    [letter] = list_letters(redis)
-    assert (letter.notification_id, letter.sink, letter.attempts) == (record.id, "test://rejecting", 1)
+    [letter] = list_failed(redis)
+    assert (letter.what, letter.notification_id, letter.sink, letter.attempts) == (
+        "delivery",
+        record.id,
+        label(rejecting),
+        1,
+    )
     assert letter.reason == "HTTP 400 Bad Request"
     shown = show(redis, letter.id)
     assert shown is not None and orjson.loads(shown[1] or b"{}")["id"] == event.id
-    assert per_sink(redis)["test://rejecting"] == {"retrying": 0, "dead": 1}
+    assert per_sink(redis)[label(rejecting)] == {"retrying": 0, "dead": 1}
 
-    assert requeue(redis, [letter.id, "no-such.letter"]) == ([letter.id], ["no-such.letter"])
+    assert requeue(redis, [letter.id, "no-such.letter"], event_ttl(fast)) == (
+        [letter.id],
+        {"no-such.letter": "not found"},
+    )
     run(redis_url, fast, [rejecting, other], retry_due)
     assert rejecting.received == [event.id]
     assert other.received == [event.id]  # not delivered again
-    assert list_letters(redis) == []
+    assert list_failed(redis) == []
     assert redis.get(EVENT_PREFIX + record.id) is None
 
 
-def test_exhausted_attempts_and_slow_sinks_become_dead_letters(
+def test_a_sink_down_past_its_horizon_and_a_slow_one_become_dead_letters(
     redis: Redis, redis_url: str, fast: Settings
 ) -> None:
     slow = ScriptedSink("slow", delay=1.0)  # beyond SINK_TIMEOUT_SECONDS every time
     quick = ScriptedSink("quick")
-    record, event = fetched(redis, fast)
-    run(redis_url, fast, [slow, quick], hand_over(record, event), retry_due, retry_due)
+    record, event = fetched(redis_url, redis, fast)
+
+    async def until_dead(deliveries: Deliveries) -> None:
+        while redis.zcard(DEAD_KEY) == 0:  # each retry is due at once; the horizon ends it
+            await deliveries.retry_due()
+
+    run(redis_url, fast, [slow, quick], hand_over(record, event), until_dead)
     assert quick.received == [event.id]  # not held back by the slow sink
-    [letter] = list_letters(redis)
-    assert (letter.sink, letter.attempts, letter.reason) == ("test://slow", 3, "timed out")
+    [letter] = list_failed(redis)
+    assert letter.sink == label(slow) and letter.attempts >= 2
+    assert "gave up after" in letter.reason and "SINK_RETRY_HORIZON_SECONDS" in letter.reason
+    assert letter.reason.endswith("timed out")
     assert redis.get(EVENT_PREFIX + record.id) is not None  # kept for a requeue
     assert purge(redis) == 1
-    assert list_letters(redis) == []
+    assert list_failed(redis) == []
 
 
 def test_failed_commands(redis: Redis, redis_url: str, fast: Settings) -> None:
     rejecting = ScriptedSink("rejecting", [SinkError("HTTP 410 Gone", permanent=True)])
-    record, event = fetched(redis, fast)
+    record, event = fetched(redis_url, redis, fast)
     run(redis_url, fast, [rejecting], hand_over(record, event))
     env = clean_env(REDIS_URL=redis_url)
     listed = cli("failed", "list", env=env)
     assert listed.returncode == 0 and "HTTP 410 Gone" in listed.stdout and record.id in listed.stdout
     [row] = [orjson.loads(line) for line in cli("failed", "list", "--json", env=env).stdout.splitlines()]
+    assert row["what"] == "delivery"
     shown = cli("failed", "show", row["id"], env=env)
     assert event.id in shown.stdout
     assert "dead letter(s)" in cli("status", env=env).stdout
-    assert orjson.loads(cli("status", "--json", env=env).stdout)["sinks"]["test://rejecting"]["dead"] == 1
+    status = orjson.loads(cli("status", "--json", env=env).stdout)
+    assert status["sinks"][label(rejecting)]["dead"] == 1
     assert cli("failed", "requeue", env=env).returncode != 0  # names or --all required
     assert "requeued 1" in cli("failed", "requeue", "--all", env=env).stdout
-    assert redis.zcard(RETRY_KEY) == 1
+    assert schedule(redis, rejecting) == [record.id.encode()]
     assert cli("failed", "show", "missing.x", env=env).returncode != 0
     assert "purged 0" in cli("failed", "purge", "--yes", env=env).stdout

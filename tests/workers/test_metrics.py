@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +24,13 @@ from concur_postback import metrics
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.config import Settings
+from concur_postback.depths import RQ_FAILED_PREFIX, RQ_QUEUE_PREFIX
 from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, RetryableFetch, SinkError
 from concur_postback.events import Event, build_event
-from concur_postback.workers import deliveries
+from concur_postback.sinks import sink_id
 from concur_postback.workers.deliveries import Deliveries
+from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.worker import run_worker, serve_metrics
 from tests.conftest import TOKEN, Simulator, profiles, store
 from tests.workers.conftest import Pipeline
@@ -63,7 +66,8 @@ def test_fetch_notification_and_delivery_metrics_after_a_503(
     simulator.fault(match="/fop", status=503, times=1)
     pipeline.post(type="FOP", oauth_token_key=TOKEN)
     pipeline.post(simulator.notification("TRIPM01"), type="Itinerary", oauth_token_key=TOKEN)
-    sink = f"file://{pipeline.events_file}"
+    url = f"file://{pipeline.events_file}"
+    sink = f"{url} [{sink_id(url)}]"
     before = Snapshot()
     pipeline.work()
 
@@ -77,41 +81,25 @@ def test_fetch_notification_and_delivery_metrics_after_a_503(
     assert before.delta("concur_postback_fetch_seconds_count", kind="itinerary") == 1
     assert before.delta("concur_postback_fetch_seconds_sum", kind="fop") > 0
     notifications = "concur_postback_notifications_total"
+    assert before.delta(notifications, kind="fop", outcome="retry_scheduled") == 1
     assert before.delta(notifications, kind="fop", outcome="delivered") == 1
     assert before.delta(notifications, kind="itinerary", outcome="delivered") == 1
     assert before.delta(notifications, kind="fop", outcome="failed") == 0
     assert before.delta("concur_postback_deliveries_total", sink=sink, outcome="delivered") == 2
     assert before.delta("concur_postback_deliveries_total", sink=sink, outcome="retry_scheduled") == 0
     assert before.delta("concur_postback_deliveries_total", sink=sink, outcome="dead_letter") == 0
-    assert depths(pipeline.settings) == {
-        "pending": 0,
-        "inbox": 0,
-        "jobs_queued": 0,
-        "jobs_failed": 0,
-        "dead_letters": 0,
-        "sink_retries": 0,
-    }
+    assert depths(pipeline.settings) == dict.fromkeys(metrics.QUEUES, 0)
 
 
-def test_failed_notification_is_counted_and_its_job_is_in_the_gauges(
-    pipeline: Pipeline, simulator: Simulator
-) -> None:
-    simulator.fault(match="/fop", status=502, times=10)
+def test_a_failed_notification_is_counted_and_in_the_gauges(pipeline: Pipeline, simulator: Simulator) -> None:
+    simulator.fault(match="/fop", status=404, times=1)
     pipeline.post(type="FOP", oauth_token_key=TOKEN)
     before = Snapshot()
     pipeline.work()
-    attempts = pipeline.settings.fetch_attempts
-    assert before.delta("concur_postback_fetches_total", kind="fop", outcome="http_502") == attempts
+    assert before.delta("concur_postback_fetches_total", kind="fop", outcome="http_404") == 1
     assert before.delta("concur_postback_notifications_total", kind="fop", outcome="failed") == 1
     assert before.delta("concur_postback_notifications_total", kind="fop", outcome="delivered") == 0
-    assert depths(pipeline.settings) == {
-        "pending": 1,  # the record is kept for a requeue
-        "inbox": 0,
-        "jobs_queued": 0,
-        "jobs_failed": 1,
-        "dead_letters": 0,
-        "sink_retries": 0,
-    }
+    assert depths(pipeline.settings) == {**dict.fromkeys(metrics.QUEUES, 0), "failed_notifications": 1}
 
 
 def test_timeouts_are_counted(pipeline: Pipeline, simulator: Simulator) -> None:
@@ -163,7 +151,7 @@ class FlakySink:
 def test_sink_retries_and_dead_letters_are_counted(
     make_settings: Callable[..., Settings], redis_url: str, redis: Redis
 ) -> None:
-    settings = make_settings(sink_backoff_seconds=0, sink_backoff_max_seconds=0, sink_attempts=3)
+    settings = make_settings(sink_backoff_seconds=0, sink_backoff_max_seconds=0)
     flaky = FlakySink("flaky", [SinkError("HTTP 503"), SinkError("HTTP 503")])
     broken = FlakySink("broken", [SinkError("HTTP 400", permanent=True)])
     fine = FlakySink("fine")
@@ -174,8 +162,10 @@ def test_sink_retries_and_dead_letters_are_counted(
     async def main() -> None:
         client = AsyncRedis.from_url(redis_url)
         try:
-            handler = Deliveries(settings, client, [flaky, broken, fine])
-            await handler.hand_over(record, event, event.to_json())
+            await Ledger(client, settings).claim("owner", [record.id], time.time())
+            handler = Deliveries(settings, client, {sink_id(s.name): s for s in (flaky, broken, fine)})
+            await handler.register()
+            await handler.hand_over("owner", record, event, event.to_json())
             assert depths(settings)["sink_retries"] == 1  # flaky, scheduled again
             await handler.retry_all_due()
         finally:
@@ -183,11 +173,15 @@ def test_sink_retries_and_dead_letters_are_counted(
 
     asyncio.run(main())
     total = "concur_postback_deliveries_total"
-    assert before.delta(total, sink="test://flaky", outcome="retry_scheduled") == 2
-    assert before.delta(total, sink="test://flaky", outcome="delivered") == 1
-    assert before.delta(total, sink="test://broken", outcome="dead_letter") == 1
-    assert before.delta(total, sink="test://broken", outcome="delivered") == 0
-    assert before.delta(total, sink="test://fine", outcome="delivered") == 1
+
+    def label(sink: FlakySink) -> str:
+        return f"{sink.name} [{sink_id(sink.name)}]"
+
+    assert before.delta(total, sink=label(flaky), outcome="retry_scheduled") == 2
+    assert before.delta(total, sink=label(flaky), outcome="delivered") == 1
+    assert before.delta(total, sink=label(broken), outcome="dead_letter") == 1
+    assert before.delta(total, sink=label(broken), outcome="delivered") == 0
+    assert before.delta(total, sink=label(fine), outcome="delivered") == 1
     assert depths(settings)["dead_letters"] == 1
     assert depths(settings)["sink_retries"] == 0
 
@@ -231,9 +225,7 @@ def test_worker_metrics_port_zero_is_refused(make_settings: Callable[..., Settin
         make_settings(worker_metrics_port=0)
 
 
-def test_queue_depth_keys_match_the_worker_tier_and_rq(redis: Redis) -> None:
-    assert metrics.SINK_RETRY_KEY == deliveries.RETRY_KEY
-    assert metrics.DEAD_LETTERS_KEY == deliveries.DEAD_KEY
+def test_the_depths_read_rqs_own_keys(redis: Redis) -> None:
     queue = Queue("some-queue", connection=redis)
-    assert queue.key == metrics.RQ_QUEUE_PREFIX + "some-queue"
-    assert FailedJobRegistry(queue=queue).key == metrics.RQ_FAILED_PREFIX + "some-queue"
+    assert queue.key == RQ_QUEUE_PREFIX + "some-queue"
+    assert FailedJobRegistry(queue=queue).key == RQ_FAILED_PREFIX + "some-queue"

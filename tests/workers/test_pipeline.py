@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import jsonschema
 import orjson
 import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rq.registry import FailedJobRegistry
 
+from concur_postback.budget import SharedBudget
+from concur_postback.concur.notification import Kind
 from concur_postback.events import Event
 from concur_postback.inbox import Record
+from concur_postback.keys import RETRY_KEY, TRY_PREFIX
 from concur_postback.workers.deliveries import Deliveries
+from concur_postback.workers.failed import list_failed, requeue
+from concur_postback.workers.pipeline import PARSERS
 from concur_postback.workers.status import collect
-from concur_postback.workers.worker import job_queue
-from tests.conftest import TOKEN, CapturedLogs, Simulator
+from concur_postback.workers.worker import run_worker
+from tests.conftest import FIXTURES, TOKEN, CapturedLogs, Simulator
 from tests.workers.conftest import Pipeline
 
 SCHEMA = orjson.loads(
@@ -98,62 +105,146 @@ def test_cancelled_trip_that_is_gone_is_delivered_as_a_cancellation(
     assert (event["event_type"], event["trip_id"], event["data"]) == ("CANCEL", "TRIPGONE", None)
 
 
-def test_malformed_document_fails_the_job_with_a_readable_reason(
+def test_a_malformed_document_is_a_failed_notification_kept_for_a_requeue(
     pipeline: Pipeline, simulator: Simulator, redis: Redis
 ) -> None:
     simulator.fault(match="/TRIPBAD", status=200, times=1, body="<Itinerary><broken")
     ident = pipeline.post(simulator.notification("TRIPBAD"), type="Itinerary", oauth_token_key=TOKEN)
     pipeline.work()
     assert pipeline.events() == []
-    queue_ = job_queue(redis, pipeline.settings)
-    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
-    reason = queue_.fetch_job(job_id).latest_result().exc_string
-    assert ident in reason and "malformed_xml" in reason
+    [entry] = list_failed(redis)
+    assert (entry.id, entry.what, entry.kind) == (ident, "notification", "itinerary")
+    assert "malformed_xml" in entry.reason and entry.requeueable
     assert len(simulator.requests()) == 1  # a malformed document is not fetched again
-    assert collect(redis, pipeline.settings.queue_name)["pending"] == 1  # kept for a requeue
+    status = collect(redis, pipeline.settings.queue_name)
+    assert (status["pending"], status["failed_notifications"], status["jobs"]["failed"]) == (0, 1, 0)
 
-
-def test_exhausted_retries_fail_the_job(pipeline: Pipeline, simulator: Simulator, redis: Redis) -> None:
-    simulator.fault(match="/fop", status=502, times=10)
-    pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    assert requeue(redis, [ident], 3600) == ([ident], {})  # Concur fixed the trip: send it round again
     pipeline.work()
-    assert len(simulator.requests()) == pipeline.settings.fetch_attempts
-    queue_ = job_queue(redis, pipeline.settings)
-    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
-    assert "HTTP 502" in queue_.fetch_job(job_id).latest_result().exc_string
+    [event] = pipeline.events()
+    assert event["notification_id"] == ident and list_failed(redis) == []
 
 
-def test_the_same_change_has_the_same_event_id(pipeline: Pipeline, simulator: Simulator) -> None:
+def test_concur_down_for_longer_than_a_job_keeps_the_notification_in_the_retry_schedule(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis, captured_logs: CapturedLogs
+) -> None:
+    """Concur answering 503 for longer than any job lasts: the notification waits in the durable
+    schedule (never in RQ's failed registry, never failed) and is delivered once Concur is back."""
+    simulator.fault(match="/fop", status=503, seconds=3600)
+    ident = pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    slower = pipeline.settings.model_copy(
+        update={"fetch_backoff_seconds": 0.2, "fetch_backoff_max_seconds": 5}
+    )
+    run_worker(slower, burst=True)  # a few quick attempts, then the next is due past the burst's linger
+    status = collect(redis, pipeline.settings.queue_name)
+    assert (status["pending"], status["fetch_retries"], status["failed_notifications"]) == (1, 1, 0)
+    assert status["jobs"]["failed"] == 0
+    attempts = len(simulator.requests())
+    assert attempts >= 2 and [e["attempt"] for e in captured_logs.named("fetch.retry")] == list(
+        range(1, attempts + 1)
+    )
+    simulator.client.delete("/_simulator/faults")  # Concur is back
+    redis.zadd(RETRY_KEY, {ident: 0})  # as if the next attempt's time had come
+    pipeline.work()
+    [event] = pipeline.events()
+    assert event["notification_id"] == ident
+    assert collect(redis, pipeline.settings.queue_name)["fetch_retries"] == 0
+
+
+def test_a_retry_after_beyond_the_backoff_cap_is_honoured_not_given_up(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    simulator.fault(match="/profile", status=429, times=1, retry_after="90")
+    ident = pipeline.post(type="Profile", oauth_token_key=TOKEN)
+    before = time.time()
+    pipeline.work()
+    due = redis.zscore(RETRY_KEY, ident)
+    assert due is not None and before + 90 <= due <= time.time() + 91  # not failed, not retried early
+    assert list_failed(redis) == [] and len(simulator.requests()) == 1
+
+
+def test_a_notification_past_its_retry_horizon_is_a_failed_notification(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    simulator.fault(match="/fop", status=502, seconds=3600)
+    settings = pipeline.settings.model_copy(update={"fetch_retry_horizon_seconds": 0.3})
+    ident = pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    run_worker(settings, burst=True)
+    [entry] = list_failed(redis)
+    assert entry.id == ident and entry.attempts == len(simulator.requests()) >= 2
+    assert "gave up after" in entry.reason and "FETCH_RETRY_HORIZON_SECONDS" in entry.reason
+    assert entry.reason.endswith("HTTP 502")
+    assert collect(redis, pipeline.settings.queue_name)["pending"] == 0
+
+
+def test_one_itinerary_change_has_one_event_id_whoever_reports_it(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    """The same change through a user subscription, a company subscription and a requeue of the
+    same notification: one event id, so an idempotent sink keeps one row."""
     note = simulator.notification("TRIP777", "UPDATE", "2026-01-01T00:00:00")
-    pipeline.post(note, type="Itinerary", oauth_token_key=TOKEN)
-    pipeline.post(type="Profile", oauth_token_key=TOKEN)
-    pipeline.work()
-    pipeline.post(type="Profile", oauth_token_key=TOKEN)  # the coalescing window ended when it was fetched
+    user = pipeline.post(note, type="Itinerary", oauth_token_key=TOKEN)
+    company = pipeline.post(
+        note,
+        type="Itinerary",
+        oauth_token_key="company-admin-token",
+        userid_type="login",
+        userid_value="cm@x.com",
+    )
+    assert user != company  # two notifications (two credentials), one change
     pipeline.work()
     events = pipeline.events()
-    profiles = [e for e in events if e["kind"] == "profile"]
-    assert len(profiles) == 2
-    assert profiles[0]["id"] == profiles[1]["id"]  # same document, same change
-    assert profiles[0]["notification_id"] != profiles[1]["notification_id"]
+    assert {e["notification_id"] for e in events} == {user, company}
+    assert len({e["id"] for e in events}) == 1
+    later = simulator.notification("TRIP777", "UPDATE", "2026-01-02T00:00:00")
+    other = pipeline.post(later, type="Itinerary", oauth_token_key=TOKEN)
+    pipeline.work()
+    assert next(e["id"] for e in pipeline.events() if e["notification_id"] == other) != events[0]["id"]
+
+
+def test_a_profile_changed_a_b_a_gives_three_events(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    """Profile and FOP notifications name no change: each is its own, so the third state (A again)
+    is not taken for a repeat of the first by a sink that is idempotent on the event id."""
+    profile = (FIXTURES / "profiles" / "v2_full_profile_response.xml").read_text()
+    a, b = profile, profile.replace("<FirstName>", "<FirstName>B")
+    assert a != b
+    ids = []
+    for body in (a, b, a):
+        simulator.fault(match="/profile", status=200, times=1, body=body)
+        pipeline.post(type="Profile", oauth_token_key=TOKEN)
+        pipeline.work()
+    events = pipeline.events()
+    ids = [event["id"] for event in events]
+    assert len(events) == 3 and len(set(ids)) == 3
+    assert events[0]["data"] == events[2]["data"] != events[1]["data"]
 
 
 def test_an_unexpected_error_fails_only_its_notification_and_nothing_is_delivered_twice(
-    pipeline: Pipeline, redis: Redis
+    pipeline: Pipeline, redis: Redis, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = pipeline.post(type="FOP", oauth_token_key=TOKEN)
-    broken = "0" * 12 + "feedfacefeedface"  # a record no worker can read
-    redis.set("cp:n:" + broken, b"{not json")
-    redis.rpush("cp:inbox", broken)
-    redis.zadd("cp:pending", {broken: 1})
+    broken = pipeline.post(type="Profile", oauth_token_key=TOKEN)
+    parse = PARSERS[Kind.PROFILE]
+
+    def buggy(body: bytes) -> object:
+        raise KeyError("a bug in the parser")
+
+    monkeypatch.setitem(PARSERS, Kind.PROFILE, buggy)
     pipeline.work()
-    pipeline.work()  # a second run, as RQ would re-run a failed job, delivers nothing again
+    pipeline.work()  # a second run delivers nothing again
     assert [event["notification_id"] for event in pipeline.events()] == [good]
-    queue_ = job_queue(redis, pipeline.settings)
-    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
-    assert f"{broken}: unexpected" in queue_.fetch_job(job_id).latest_result().exc_string
+    [entry] = list_failed(redis)
+    assert entry.id == broken and entry.reason.startswith("unexpected KeyError")
+    assert collect(redis, pipeline.settings.queue_name)["jobs"]["failed"] == 0
+    monkeypatch.setitem(PARSERS, Kind.PROFILE, parse)  # the bug is fixed
+    requeue(redis, [broken], 3600)
+    pipeline.work()
+    assert sorted(e["notification_id"] for e in pipeline.events()) == sorted([good, broken])
 
 
-def test_a_redis_failure_hands_the_notification_to_another_job_and_nothing_else_reruns(
+def test_a_redis_failure_under_a_lone_notification_gets_it_delivered_by_a_job_of_its_own(
     pipeline: Pipeline,
     simulator: Simulator,
     redis: Redis,
@@ -161,29 +252,44 @@ def test_a_redis_failure_hands_the_notification_to_another_job_and_nothing_else_
     captured_logs: CapturedLogs,
 ) -> None:
     """Redis closing connections mid-job (a restart) is not the notification's fault: it goes back to
-    the inbox for a new job, while a notification of the same batch that failed for good is not
-    fetched again."""
+    the schedule (the inbox is empty) and a new job, with an id of its own, delivers it; a notification
+    of the same batch that failed for good is not fetched again."""
     simulator.fault(match="/TRIPBAD", status=200, times=1, body="<Itinerary><broken")
-    good = pipeline.post(type="FOP", oauth_token_key=TOKEN)
     unlucky = pipeline.post(type="Profile", oauth_token_key=TOKEN)
     bad = pipeline.post(simulator.notification("TRIPBAD"), type="Itinerary", oauth_token_key=TOKEN)
     hand_over = Deliveries.hand_over
     failures = [unlucky]
 
-    async def flaky(self: Deliveries, record: Record, event: Event, payload: bytes) -> None:
+    async def flaky(self: Deliveries, owner: str, record: Record, event: Event, payload: bytes) -> bool:
         if record.id in failures:
             failures.remove(record.id)
             raise RedisConnectionError("Connection closed by server.")
-        await hand_over(self, record, event, payload)
+        return await hand_over(self, owner, record, event, payload)
 
     monkeypatch.setattr(Deliveries, "hand_over", flaky)
     pipeline.work()
-    assert sorted(event["notification_id"] for event in pipeline.events()) == sorted([good, unlucky])
-    [returned] = captured_logs.named("notification.returned_to_inbox")
-    assert returned["ids"] == [unlucky]
+    assert [event["notification_id"] for event in pipeline.events()] == [unlucky]
+    assert [entry["id"] for entry in captured_logs.named("notification.retry_later")] == [unlucky]
+    jobs = [entry["job_id"] for entry in captured_logs.named("pump.enqueued")]
+    assert len(jobs) == 2 and len(set(jobs)) == 2 and all(job.startswith(f"n-{unlucky}") for job in jobs)
     assert [r["path"] for r in simulator.requests()].count("/api/travel/trip/v1.1/TRIPBAD") == 1
-    queue_ = job_queue(redis, pipeline.settings)
-    [job_id] = FailedJobRegistry(queue=queue_).get_job_ids()
-    reason = queue_.fetch_job(job_id).latest_result().exc_string
-    assert bad in reason and unlucky not in reason
-    assert redis.zrange("cp:pending", 0, -1) == [bad.encode()]  # kept for a requeue
+    assert [entry.id for entry in list_failed(redis)] == [bad]  # kept for a requeue
+    status = collect(redis, pipeline.settings.queue_name)
+    assert (status["pending"], status["in_progress"], status["fetch_retries"]) == (0, 0, 0)
+
+
+def test_a_notification_deferred_by_the_budget_waits_in_the_schedule_without_an_attempt(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis, redis_url: str
+) -> None:
+    async def pause() -> None:
+        client = AsyncRedis.from_url(redis_url)
+        await SharedBudget(client, 50).pause("127.0.0.1", 30)  # as another worker's 429 would
+        await client.aclose()
+
+    asyncio.run(pause())
+    ident = pipeline.post(type="FOP", oauth_token_key=TOKEN)
+    pipeline.work()
+    due = redis.zscore(RETRY_KEY, ident)
+    assert due is not None and time.time() + 25 < due <= time.time() + 32
+    assert redis.hget(TRY_PREFIX + ident, "attempts") is None  # a deferral is not a failed attempt
+    assert simulator.requests() == []

@@ -1,16 +1,15 @@
-"""The pump turns stored notifications into RQ jobs exactly once, even across crashes and lease changes."""
+"""The pump turns stored notifications into RQ jobs exactly once, even across crashes and lease changes;
+due retries and lapsed leases come back through it; every job has an id of its own."""
 
 from __future__ import annotations
+
+import time
 
 from redis import Redis
 
 from concur_postback.concur.notification import Kind, OAuthToken, Postback
 from concur_postback.config import Settings
-from concur_postback.inbox import (
-    INBOX_KEY,
-    PUMP_LOCK_KEY,
-    PUMPING_KEY,
-)
+from concur_postback.keys import INBOX_KEY, LEASED_KEY, PUMP_LOCK_KEY, PUMPING_KEY, RETRY_KEY
 from concur_postback.workers.worker import job_queue, make_pump
 from tests.conftest import profiles, store
 
@@ -80,3 +79,35 @@ def test_a_stale_pump_cannot_slip_ids_into_another_pumps_batch(redis: Redis, set
     assert holder._enqueue() == 1
     assert holder.drain() == 1
     assert queued_ids(redis, settings) == first + later
+
+
+def test_every_batch_gets_a_job_id_of_its_own_even_when_the_same_notification_heads_it(
+    redis: Redis, settings: Settings
+) -> None:
+    """A notification that comes back (a retry, a lapsed lease) may head a later batch: reusing a job
+    id would make RQ rewrite the first job's hash and skip or expire the second batch."""
+    [ident] = stored_ids(redis, settings, 1)
+    pump = make_pump(redis, settings)
+    assert pump.drain() == 1
+    redis.zadd(RETRY_KEY, {ident: 0})  # it comes back, due at once, while the first job still exists
+    assert pump.drain() == 1
+    jobs = job_queue(redis, settings).get_jobs()
+    assert [job.args[0] for job in jobs] == [[ident], [ident]]
+    assert len({job.id for job in jobs}) == 2
+
+
+def test_due_retries_and_lapsed_leases_come_back_and_each_id_is_leased_while_in_a_job(
+    redis: Redis, settings: Settings
+) -> None:
+    waiting, due, lapsed, leased, later = stored_ids(redis, settings, 5)
+    redis.delete(INBOX_KEY)
+    redis.rpush(INBOX_KEY, waiting)
+    redis.zadd(RETRY_KEY, {due: 1, later: 4102444800})  # due long ago / in 2100
+    redis.zadd(LEASED_KEY, {lapsed: 1, leased: 4102444800})  # its worker died / still running
+    before = time.time()
+    assert make_pump(redis, settings).drain() == 3
+    assert sorted(queued_ids(redis, settings)) == sorted([waiting, due, lapsed])
+    assert redis.zrange(RETRY_KEY, 0, -1) == [later.encode()]
+    lease_ends = dict(redis.zrange(LEASED_KEY, 0, -1, withscores=True))
+    assert set(lease_ends) == {i.encode() for i in (waiting, due, lapsed, leased)}
+    assert all(lease_ends[i.encode()] > before + settings.job_timeout_seconds for i in (waiting, due, lapsed))

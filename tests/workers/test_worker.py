@@ -7,13 +7,13 @@ from collections.abc import Callable
 import pytest
 from pydantic import SecretStr
 from redis import Redis
-from rq.registry import FailedJobRegistry
 
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
-from concur_postback.inbox import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
+from concur_postback.keys import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import generate_key
+from concur_postback.workers.failed import list_failed, requeue
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import MAINTENANCE_LOCK_SECONDS, job_queue, run_worker
 from tests.conftest import TOKEN, CapturedLogs, Simulator, profiles, store
@@ -35,6 +35,7 @@ def test_burst_worker_processes_everything_and_status_follows(
     assert after["pending"] == 0
     assert after["inbox"] == 0
     assert after["jobs"] == {"queued": 0, "started": 0, "failed": 0}
+    assert (after["in_progress"], after["fetch_retries"], after["failed_notifications"]) == (0, 0, 0)
     assert sorted(entry["id"] for entry in captured_logs.named("notification.delivered")) == sorted(ids)
     assert sorted(event["notification_id"] for event in pipeline.events()) == sorted(ids)
     assert all(redis.get(RECORD_PREFIX + ident) is None for ident in ids)  # the encrypted token is gone too
@@ -54,19 +55,20 @@ def test_itinerary_dedup_keys_outlive_processing(
     assert redis.get(record.dedup_key).decode() == record.id  # a late redelivery is still a duplicate
 
 
-def test_a_worker_with_another_key_fails_the_job_with_a_readable_reason(
+def test_a_worker_with_another_key_fails_the_notification_with_a_readable_reason(
     pipeline: Pipeline, redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
-    store(redis, pipeline.settings, profiles(1))
+    [record] = store(redis, pipeline.settings, profiles(1))
     run_worker(
         pipeline.settings.model_copy(update={"token_encryption_key": SecretStr(generate_key())}), burst=True
     )
     status = collect(redis, pipeline.settings.queue_name)
-    assert status["pending"] == 1
-    assert status["jobs"]["failed"] == 1
-    queue = job_queue(redis, pipeline.settings)
-    [job_id] = FailedJobRegistry(queue=queue).get_job_ids()
-    assert "cannot be decrypted" in queue.fetch_job(job_id).latest_result().exc_string
+    assert (status["pending"], status["failed_notifications"], status["jobs"]["failed"]) == (0, 1, 0)
+    [entry] = list_failed(redis)
+    assert entry.id == record.id and "cannot be decrypted" in entry.reason
+    requeue(redis, [record.id], 3600)  # the right key is back in place
+    pipeline.work()
+    assert [event["notification_id"] for event in pipeline.events()] == [record.id]
 
 
 def test_a_malformed_key_is_refused_at_start(make_settings: Callable[..., Settings]) -> None:

@@ -3,7 +3,13 @@
 A request hands its ingest-script arguments to the committer and awaits the outcome. One background
 task sends everything that queued up while the previous round trip was in flight as one script call,
 and resolves each request's future with its own result. Under load the batches grow by themselves; when
-idle a request goes out alone at once. Either way nothing is answered before Redis has replied.
+idle a request goes out alone at once. Either way nothing is answered 200 before Redis has replied.
+
+REDIS_TIMEOUT_SECONDS is each request's own deadline, counted from its submission: a request still
+waiting for its batch (behind others, with Redis hung) is answered 503 when its time is up, and the
+committer drops it from what it sends next. A request answered 503 whose batch was already on its
+way may still be stored: Concur's redelivery then meets the dedup key and gets 200 `duplicate` —
+never a false 200, at worst a false 503.
 """
 
 from __future__ import annotations
@@ -50,17 +56,25 @@ class Committer:
                 future.set_exception(StoreUnavailable("server is shutting down"))
 
     async def submit(self, call: IngestArgs) -> IngestResult:
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[IngestResult] = loop.create_future()
+        timer = loop.call_later(self._timeout, _give_up, future)  # cheaper than wait_for on the ack path
         self._waiting.append((call, future))
         self._wakeup.set()
-        return await future
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            waiting = [entry for entry in self._waiting if not entry[1].done()]  # not given up on
+            batch, self._waiting = waiting[: self._max_batch], waiting[self._max_batch :]
             if not self._waiting:
                 self._wakeup.clear()
+            if not batch:
+                continue
             try:
                 results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
             except (RedisError, OSError, TimeoutError, ValueError) as exc:
@@ -84,6 +98,12 @@ class Committer:
             replies = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
         pairs = zip(replies[::2], replies[1::2], strict=True)
         return [IngestResult(flag == 1, _text(ident)) for flag, ident in pairs]
+
+
+def _give_up(future: asyncio.Future[IngestResult]) -> None:
+    """A request's deadline passed: 503 now; the committer skips it if it has not been sent yet."""
+    if not future.done():
+        future.set_exception(StoreUnavailable("redis did not answer in time"))
 
 
 def _text(value: object) -> str:

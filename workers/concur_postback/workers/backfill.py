@@ -25,6 +25,7 @@ import structlog
 from redis import Redis
 
 from concur_postback.backoff import retry_fetch
+from concur_postback.budget import SharedBudget
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.hosts import TRIP_ID_RE
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
@@ -38,6 +39,7 @@ from concur_postback.concur.summaries import (
     parse_trip_summaries,
 )
 from concur_postback.config import Settings
+from concur_postback.connections import async_client
 from concur_postback.errors import InvalidPostback
 from concur_postback.inbox import INGEST_SCRIPT, IngestArgs, build_record, ingest_args, ingest_argv
 from concur_postback.tokens import TokenVault, vault_from_settings
@@ -108,7 +110,15 @@ async def backfill(
     vault = vault_from_settings(settings)
     request_id = "backfill-" + secrets.token_hex(6)
     own = client is None
-    concur = client or ConcurClient(settings)
+    shared = (
+        async_client(settings.redis_url or "", connect_timeout=settings.redis_timeout_seconds)
+        if own
+        else None
+    )
+    # Backfill's requests count toward the deployment's budget, like the workers' fetches.
+    concur = client or ConcurClient(
+        settings, budget=SharedBudget(shared, settings.concur_max_rps) if shared else None
+    )
     result = BackfillResult()
     try:
         for kind in kinds:
@@ -124,6 +134,8 @@ async def backfill(
     finally:
         if own:
             await concur.aclose()
+        if shared is not None:
+            await shared.aclose()
     return result
 
 
@@ -265,7 +277,7 @@ def run_backfill(
 async def _get(
     settings: Settings, concur: ConcurClient, url: str, token: OAuthToken, params: dict[str, str]
 ) -> bytes:
-    """GET one page; 429, 5xx and network errors are retried (FETCH_ATTEMPTS, backoff, Retry-After)."""
+    """GET one page; 429, 5xx and network errors are retried in place (backoff, Retry-After)."""
 
     def on_retry(attempt: int, delay: float, exc: BaseException | None) -> None:
         log.info("backfill.retry", attempt=attempt, wait_s=round(delay, 2), reason=str(exc))

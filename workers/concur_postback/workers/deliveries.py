@@ -1,66 +1,124 @@
 """Delivery to sinks, each on its own: one fetch from Concur, then every sink independently.
 
-Once an event is built it is handed over in one transaction: the event is stored (`cp:ev:<id>`), the
-sinks it still owes go into `cp:owed:<id>`, and the notification's record (with its encrypted token)
-is deleted — Concur is never asked again. Every sink is then tried concurrently, each bounded by
-SINK_TIMEOUT_SECONDS so a slow sink cannot hold the others. A sink that fails is retried on its own
-schedule (`cp:sink-retry`, exponential backoff with jitter, Retry-After honoured) by whichever worker
-claims it first, without touching the sinks that succeeded. After its last attempt, or at once for a
-permanent failure, the delivery becomes a dead letter (`cp:dead`) with its reason, until
-`concur-postback failed requeue` sends it again — to that sink only.
+Once an event is built it is handed over in one script, if the job still holds the notification's
+claim (ledger.py): the event is stored (`cp:ev:<id>`), the sinks it owes go into `cp:owed:<id>` and
+each sink's own schedule (`cp:sink-retry:<sink id>`), and the notification's record (with its
+encrypted token) is deleted — Concur is never asked again. Every sink is then tried concurrently, each
+bounded by SINK_TIMEOUT_SECONDS so a slow sink cannot hold the others. A sink that fails is retried
+on its own schedule (exponential backoff with jitter, Retry-After honoured) by whichever worker
+*that has the sink* claims it first, without touching the sinks that succeeded. A worker without the
+sink (an old one during a rolling deploy that adds it) never sees that sink's schedule, so the
+delivery waits, visible in `status`, until a worker that has it takes it up. After
+SINK_RETRY_HORIZON_SECONDS, or at once for a permanent failure, the delivery becomes a dead letter
+(`cp:dead`) with its reason, until `concur-postback failed requeue` sends it again — to that sink only.
 
 Delivery is at least once per sink: a worker that dies between a sink's success and recording it
-delivers that event to that sink again; the event `id` is the idempotency key.
+delivers that event to that sink again, with the same event `id`, which is the idempotency key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from concur_postback import metrics
 from concur_postback.backoff import backoff_delay
 from concur_postback.config import Settings
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, event_from_json
-from concur_postback.inbox import PENDING_KEY, PREFIX, RECORD_PREFIX, Record
-from concur_postback.sinks import Sink
+from concur_postback.inbox import Record
+from concur_postback.keys import (
+    ATTEMPTS_PREFIX,
+    CLAIM_PREFIX,
+    DEAD_KEY,
+    DEAD_PREFIX,
+    EVENT_PREFIX,
+    LEASED_KEY,
+    OWED_PREFIX,
+    PENDING_KEY,
+    RECORD_PREFIX,
+    RETRY_KEY,
+    SINK_LIVE_PREFIX,
+    SINK_NAMES_KEY,
+    SINK_RETRY_PREFIX,
+    TRY_PREFIX,
+    sink_retry_key,
+)
+from concur_postback.sinks import Sink, sink_label
 
 log = structlog.get_logger("concur_postback.deliveries")
 
-DONE_PREFIX = PREFIX + "done:"
-EVENT_PREFIX = PREFIX + "ev:"
-OWED_PREFIX = PREFIX + "owed:"
-ATTEMPTS_PREFIX = PREFIX + "attempts:"
-RETRY_KEY = PREFIX + "sink-retry"
-DEAD_KEY = PREFIX + "dead"
-DEAD_PREFIX = PREFIX + "dead:"
-SINK_NAMES_KEY = PREFIX + "sinks"
 # A claimed delivery comes due again this long after its attempt's own time limit (SINK_TIMEOUT_SECONDS)
 # would have ended it: if the claiming worker died, another one takes it over then. The margin covers
 # what may run past that limit: a driver finishing its cancellation (psycopg: up to 10 s) and the
 # Redis writes that record the outcome.
 CLAIM_MARGIN_SECONDS = 40
 RETRY_POLL_SECONDS = 0.5
+LIVE_SECONDS = 30  # a sink counts as had by a live worker this long after that worker last said so
+EVENT_MARGIN_SECONDS = 3600  # an event outlives its sinks' retry horizon by this much
 
-# Claim up to ARGV[2] due retries: push their due time to ARGV[3] so no other worker takes them.
-_CLAIM_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[3], member)
+# ARGV: owner, notification id, event, event TTL, now, claim end, then the sink ids. Returns 0 (and
+# changes nothing) if the claim is no longer this owner's.
+_HAND_OVER = f"""
+local owner, id, now, claim_end = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
+if redis.call('GET', '{CLAIM_PREFIX}' .. id) ~= owner then
+  return 0
 end
-return due
+redis.call('SET', '{EVENT_PREFIX}' .. id, ARGV[3], 'EX', ARGV[4])
+for i = 7, #ARGV do
+  redis.call('HSET', '{OWED_PREFIX}' .. id, ARGV[i], now)
+  redis.call('ZADD', '{SINK_RETRY_PREFIX}' .. ARGV[i], claim_end, id)  -- due for another worker if we die
+end
+redis.call('EXPIRE', '{OWED_PREFIX}' .. id, ARGV[4])
+redis.call('ZREM', '{PENDING_KEY}', id)
+redis.call('ZREM', '{LEASED_KEY}', id)
+redis.call('ZREM', '{RETRY_KEY}', id)
+redis.call('DEL', '{RECORD_PREFIX}' .. id, '{TRY_PREFIX}' .. id, '{CLAIM_PREFIX}' .. id)
+return 1
+"""
+# KEYS: the schedules of this worker's sinks. ARGV: now, limit per sink, claim end. Returns sink
+# index (1-based), notification id pairs, each pushed to the claim end so no other worker takes it.
+_CLAIM = """
+local out = {}
+for k, key in ipairs(KEYS) do
+  local due = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+  for _, member in ipairs(due) do
+    redis.call('ZADD', key, ARGV[3], member)
+    out[#out + 1] = k
+    out[#out + 1] = member
+  end
+end
+return out
+"""
+# ARGV: notification id, sink id, now, retention, then the letter's field, value pairs. The event is
+# kept at least as long as the letter.
+_DEAD = f"""
+local id, sink, letter = ARGV[1], ARGV[2], ARGV[1] .. '.' .. ARGV[2]
+redis.call('HSET', '{DEAD_PREFIX}' .. letter, unpack(ARGV, 5))
+redis.call('EXPIRE', '{DEAD_PREFIX}' .. letter, ARGV[4])
+redis.call('ZADD', '{DEAD_KEY}', ARGV[3], letter)
+redis.call('ZREM', '{SINK_RETRY_PREFIX}' .. sink, id)
+redis.call('HDEL', '{OWED_PREFIX}' .. id, sink)
+for _, key in ipairs({{'{EVENT_PREFIX}' .. id, '{OWED_PREFIX}' .. id, '{ATTEMPTS_PREFIX}' .. id}}) do
+  if redis.call('TTL', key) < tonumber(ARGV[4]) then
+    redis.call('EXPIRE', key, ARGV[4])
+  end
+end
+return 0
 """
 
 
-def sink_id(sink: Sink) -> str:
-    """A short, stable id for a sink (from its name), used in Redis keys and dead-letter ids."""
-    return hashlib.sha256(sink.name.encode()).hexdigest()[:8]
+def event_ttl(settings: Settings) -> int:
+    """How long an event waits for its sinks: their retry horizon, and then some."""
+    claim = settings.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
+    return int(settings.sink_retry_horizon_seconds + claim + EVENT_MARGIN_SECONDS)
 
 
 def letter_id(notification_id: str, sink: str) -> str:
@@ -75,50 +133,66 @@ class Failure:
 
 
 class Deliveries:
-    def __init__(self, settings: Settings, redis: Redis, sinks: list[Sink]) -> None:
+    def __init__(self, settings: Settings, redis: Redis, sinks: Mapping[str, Sink]) -> None:
         self._settings = settings
         self._redis = redis
-        self._sinks = {sink_id(sink): sink for sink in sinks}
-        self._counters = {ident: metrics.delivery_counters(sink.name) for ident, sink in self._sinks.items()}
-        self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self._sinks = dict(sinks)
+        self._labels = {ident: sink_label(ident, sink) for ident, sink in self._sinks.items()}
+        self._counters = {ident: metrics.delivery_counters(label) for ident, label in self._labels.items()}
+        self._hand_over = redis.register_script(_HAND_OVER)
+        self._claim = redis.register_script(_CLAIM)
+        self._dead = redis.register_script(_DEAD)
         self._claim_seconds = settings.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
+        self._event_ttl = event_ttl(settings)
+        self._schedules = [sink_retry_key(ident) for ident in self._sinks]
 
     async def register(self) -> None:
-        """Record which sink ids mean which sinks, for `status` and `failed list`."""
-        await self._redis.hset(
-            SINK_NAMES_KEY, mapping={ident: sink.name for ident, sink in self._sinks.items()}
-        )
+        """Record which sink ids mean which sinks (for `status` and `failed list`), and that a live
+        worker has them."""
+        names = cast("Mapping[EncodableT, EncodableT]", self._labels)  # str -> str, as the stubs cannot tell
+        await self._redis.hset(SINK_NAMES_KEY, mapping=names)
+        await self.say_alive()
 
-    async def hand_over(self, record: Record, event: Event, payload: bytes) -> None:
-        """Store the event and what it owes, retire the record, then try every sink.
+    async def say_alive(self) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ident in self._sinks:
+                pipe.set(SINK_LIVE_PREFIX + ident, b"1", ex=LIVE_SECONDS)
+            await pipe.execute()
 
-        Each owed delivery is also entered in the retry schedule as if already claimed: should this
+    async def hand_over(self, owner: str, record: Record, event: Event, payload: bytes) -> bool:
+        """Store the event and what it owes, retire the record, then try every sink. False (nothing
+        done) if the notification's claim is no longer ``owner``'s: another worker has taken it over.
+
+        Each owed delivery is also entered in its sink's schedule as if already claimed: should this
         worker die before the sinks answer, the deliveries come due for another worker then.
         """
-        retention = self._settings.dead_letter_ttl_seconds
-        letters = [letter_id(record.id, ident) for ident in self._sinks]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(EVENT_PREFIX + record.id, payload, ex=retention)
-            pipe.sadd(OWED_PREFIX + record.id, *self._sinks)
-            pipe.expire(OWED_PREFIX + record.id, retention)
-            pipe.zadd(RETRY_KEY, dict.fromkeys(letters, time.time() + self._claim_seconds))
-            pipe.set(DONE_PREFIX + record.id, b"1", ex=self._settings.dedup_ttl_seconds)
-            pipe.zrem(PENDING_KEY, record.id)
-            pipe.delete(RECORD_PREFIX + record.id)
-            await pipe.execute()
+        now = time.time()
+        args: list[EncodableT] = [
+            owner,
+            record.id,
+            payload,
+            self._event_ttl,
+            now,
+            now + self._claim_seconds,
+            *self._sinks,
+        ]
+        if not await self._hand_over(args=args):
+            return False
         idents = list(self._sinks)
         failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
         if not any(failures):  # the common case: one round trip to forget it all
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(EVENT_PREFIX + record.id, OWED_PREFIX + record.id)
-                pipe.zrem(RETRY_KEY, *letters)
+                for schedule in self._schedules:
+                    pipe.zrem(schedule, record.id)
                 await pipe.execute()
-            return
+            return True
         for ident, failure in zip(idents, failures, strict=True):
             if failure is None:
                 await self._delivered(record.id, ident, event)
             else:
                 await self._failed(record.id, ident, event, failure)
+        return True
 
     async def _try(self, ident: str, event: Event, payload: bytes) -> Failure | None:
         sink = self._sinks[ident]
@@ -127,69 +201,83 @@ class Deliveries:
         except Exception as exc:
             return _classify(exc)
         self._counters[ident][metrics.DELIVERED].inc()
-        log.debug("delivery.delivered", sink=sink.name, event_id=event.id, request_id=event.request_id)
+        log.debug(
+            "delivery.delivered", sink=self._labels[ident], event_id=event.id, request_id=event.request_id
+        )
         return None
-
-    async def _attempt(self, notification_id: str, ident: str, event: Event, payload: bytes) -> None:
-        failure = await self._try(ident, event, payload)
-        if failure is None:
-            await self._delivered(notification_id, ident, event)
-        else:
-            await self._failed(notification_id, ident, event, failure)
 
     async def _delivered(self, notification_id: str, ident: str, event: Event) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.srem(OWED_PREFIX + notification_id, ident)
-            pipe.zrem(RETRY_KEY, letter_id(notification_id, ident))
-            pipe.scard(OWED_PREFIX + notification_id)
+            pipe.hdel(OWED_PREFIX + notification_id, ident)
+            pipe.zrem(sink_retry_key(ident), notification_id)
+            pipe.hlen(OWED_PREFIX + notification_id)
             *_, owed = await pipe.execute()
         if owed == 0 and not await self._has_dead_letters(notification_id):
             await self._redis.delete(EVENT_PREFIX + notification_id, ATTEMPTS_PREFIX + notification_id)
 
     async def _has_dead_letters(self, notification_id: str) -> bool:
-        letters = [letter_id(notification_id, ident) for ident in self._sinks]
-        scores = await self._redis.zmscore(DEAD_KEY, letters)
+        names = await self._redis.hkeys(SINK_NAMES_KEY)
+        letters = [letter_id(notification_id, _text(ident)) for ident in names]
+        scores = await self._redis.zmscore(DEAD_KEY, letters) if letters else []
         return any(score is not None for score in scores)
 
     async def _failed(self, notification_id: str, ident: str, event: Event, failure: Failure) -> None:
         settings = self._settings
-        letter = letter_id(notification_id, ident)
-        attempts = int(await self._redis.hincrby(ATTEMPTS_PREFIX + notification_id, ident, 1))
-        await self._redis.expire(ATTEMPTS_PREFIX + notification_id, settings.dead_letter_ttl_seconds)
-        sink = self._sinks[ident].name
-        if failure.permanent or attempts >= settings.sink_attempts:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(DEAD_PREFIX + letter, mapping={
-                    "notification_id": notification_id, "sink_id": ident, "sink": sink, "event_id": event.id,
-                    "kind": event.kind, "reason": failure.reason, "attempts": attempts,
-                    "failed_at": time.time(), "request_id": event.request_id or "",
-                })  # fmt: skip
-                pipe.expire(DEAD_PREFIX + letter, settings.dead_letter_ttl_seconds)
-                pipe.zadd(DEAD_KEY, {letter: time.time()})
-                pipe.zrem(RETRY_KEY, letter)
-                pipe.srem(OWED_PREFIX + notification_id, ident)
-                await pipe.execute()
-            self._counters[ident][metrics.DEAD_LETTER].inc()
-            log.error("delivery.dead_letter", id=notification_id, sink=sink, event_id=event.id,
-                      reason=failure.reason, attempts=attempts, request_id=event.request_id)  # fmt: skip
-            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(ATTEMPTS_PREFIX + notification_id, ident, 1)
+            pipe.expire(ATTEMPTS_PREFIX + notification_id, self._event_ttl)
+            pipe.hget(OWED_PREFIX + notification_id, ident)
+            attempts, _, since = await pipe.execute()
+        now = time.time()
         delay = backoff_delay(
             attempts, settings.sink_backoff_seconds, settings.sink_backoff_max_seconds, failure.retry_after
         )
-        await self._redis.zadd(RETRY_KEY, {letter: time.time() + delay})
+        horizon_end = (float(since) if since else now) + settings.sink_retry_horizon_seconds
+        if failure.permanent or now + delay > horizon_end:
+            reason = failure.reason if failure.permanent else _gave_up(failure.reason, attempts, since, now)
+            await self.dead_letter(notification_id, ident, event, reason, int(attempts))
+            return
+        await self._redis.zadd(sink_retry_key(ident), {notification_id: now + delay})
         self._counters[ident][metrics.RETRY_SCHEDULED].inc()
-        log.warning("delivery.retry_scheduled", id=notification_id, sink=sink, event_id=event.id,
-                    reason=failure.reason, attempt=attempts, wait_s=round(delay, 2),
+        log.warning("delivery.retry_scheduled", id=notification_id, sink=self._labels[ident],
+                    event_id=event.id, reason=failure.reason, attempt=attempts, wait_s=round(delay, 2),
                     request_id=event.request_id)  # fmt: skip
 
+    async def dead_letter(
+        self, notification_id: str, ident: str, event: Event, reason: str, attempts: int
+    ) -> None:
+        label = self._labels.get(ident) or _text(await self._redis.hget(SINK_NAMES_KEY, ident) or ident)
+        fields: dict[str, EncodableT] = {
+            "notification_id": notification_id, "sink_id": ident, "sink": label, "event_id": event.id,
+            "kind": event.kind, "reason": reason[:500], "attempts": attempts, "failed_at": time.time(),
+            "request_id": event.request_id or "",
+        }  # fmt: skip
+        pairs: list[EncodableT] = [item for pair in fields.items() for item in pair]
+        retention = self._settings.dead_letter_ttl_seconds
+        await self._dead(args=[notification_id, ident, time.time(), retention, *pairs])
+        if ident in self._counters:
+            self._counters[ident][metrics.DEAD_LETTER].inc()
+        log.error("delivery.dead_letter", id=notification_id, sink=label, event_id=event.id, reason=reason,
+                  attempts=attempts, request_id=event.request_id)  # fmt: skip
+
     async def retry_due(self, limit: int = 100) -> int:
-        """Claim and retry deliveries that are due; return how many were tried."""
-        claimed = await self._claim(
-            keys=[RETRY_KEY], args=[time.time(), limit, time.time() + self._claim_seconds]
-        )
-        letters = [item.decode() for item in claimed]
-        await asyncio.gather(*(self._retry(letter) for letter in letters))
-        return len(letters)
+        """Claim and retry the deliveries of this worker's sinks that are due; return how many."""
+        if not self._schedules:
+            return 0
+        now = time.time()
+        claimed = await self._claim(keys=self._schedules, args=[now, limit, now + self._claim_seconds])
+        idents = list(self._sinks)
+        pairs = [(idents[int(claimed[n]) - 1], _text(claimed[n + 1])) for n in range(0, len(claimed), 2)]
+        await asyncio.gather(*(self._retry(ident, notification_id) for ident, notification_id in pairs))
+        return len(pairs)
+
+    async def next_due(self) -> float:
+        """When the next retry of this worker's sinks is due (infinity if none)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for schedule in self._schedules:
+                pipe.zrange(schedule, 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        return min((float(first[0][1]) for first in firsts if first), default=float("inf"))
 
     async def retry_all_due(self) -> int:
         """Retry until nothing is due now (a burst worker does this before it stops)."""
@@ -198,22 +286,53 @@ class Deliveries:
             total += tried
         return total
 
-    async def _retry(self, letter: str) -> None:
-        notification_id, _, ident = letter.rpartition(".")
+    async def _retry(self, ident: str, notification_id: str) -> None:
         stored = await self._redis.get(EVENT_PREFIX + notification_id)
-        if stored is None or ident not in self._sinks:
-            # The event expired, or this worker does not have that sink (SINKS changed): nothing to send.
-            log.error("delivery.unretriable", id=notification_id, sink_id=ident,
-                      reason="event expired" if stored is None else "sink no longer configured")  # fmt: skip
-            await self._redis.zrem(RETRY_KEY, letter)
+        if stored is None:  # only if Redis lost it (the event outlives its horizon): nothing to send
+            log.error("delivery.event_missing", id=notification_id, sink=self._labels[ident])
+            await self._redis.zrem(sink_retry_key(ident), notification_id)
             return
         payload = stored if isinstance(stored, bytes) else stored.encode()
-        await self._attempt(notification_id, ident, event_from_json(payload), payload)
+        event = event_from_json(payload)
+        failure = await self._try(ident, event, payload)
+        if failure is None:
+            await self._delivered(notification_id, ident, event)
+        else:
+            await self._failed(notification_id, ident, event, failure)
+
+    async def abandon_unowned(self, now: float, limit: int = 100) -> int:
+        """Deliveries owed to a sink that no live worker has (SINKS changed and stayed so) become dead
+        letters once past the horizon; until then they wait for a worker that has it. Return how many."""
+        names = {_text(k): _text(v) for k, v in (await self._redis.hgetall(SINK_NAMES_KEY)).items()}
+        foreign = [ident for ident in names if ident not in self._sinks]
+        alive = await self._redis.mget([SINK_LIVE_PREFIX + ident for ident in foreign]) if foreign else []
+        done = 0
+        for ident, live in zip(foreign, alive, strict=True):
+            if live is not None:
+                continue
+            for raw in await self._redis.zrangebyscore(sink_retry_key(ident), "-inf", now, 0, limit):
+                notification_id = _text(raw)
+                since = await self._redis.hget(OWED_PREFIX + notification_id, ident)
+                if since is not None and now < float(since) + self._settings.sink_retry_horizon_seconds:
+                    continue
+                stored = await self._redis.get(EVENT_PREFIX + notification_id)
+                if stored is None:
+                    await self._redis.zrem(sink_retry_key(ident), notification_id)
+                    continue
+                reason = "no live worker has this sink (SINKS changed?) within SINK_RETRY_HORIZON_SECONDS"
+                await self.dead_letter(notification_id, ident, event_from_json(_bytes(stored)), reason, 0)
+                done += 1
+        return done
 
     async def run_retries(self, stop: asyncio.Event) -> None:
-        """Background loop of every worker process: retries whatever is due, from any worker."""
+        """Background loop of every worker process: retries whatever its sinks have due, from any
+        worker, and says every few seconds that this worker has these sinks."""
+        alive_at = time.monotonic()
         while not stop.is_set():
             try:
+                if time.monotonic() - alive_at > LIVE_SECONDS / 3:
+                    await self.say_alive()
+                    alive_at = time.monotonic()
                 if await self.retry_due() == 0:
                     await asyncio.wait_for(stop.wait(), RETRY_POLL_SECONDS)
             except TimeoutError:
@@ -223,6 +342,11 @@ class Deliveries:
                 await asyncio.sleep(RETRY_POLL_SECONDS)
 
 
+def _gave_up(reason: str, attempts: int, since: bytes | str | None, now: float) -> str:
+    hours = (now - float(since)) / 3600 if since else 0.0
+    return f"gave up after {attempts} attempt(s) in {hours:.1f} h (SINK_RETRY_HORIZON_SECONDS): {reason}"
+
+
 def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, TimeoutError):
         return Failure("timed out", permanent=False, retry_after=None)
@@ -230,3 +354,11 @@ def _classify(exc: BaseException) -> Failure:
     permanent = isinstance(exc, SinkError) and exc.permanent
     reason = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
     return Failure(reason[:500], permanent, retry_after if isinstance(retry_after, int | float) else None)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

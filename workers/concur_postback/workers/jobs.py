@@ -1,4 +1,9 @@
-"""RQ job bodies. One job processes a batch of stored notifications (see pump.py and pipeline.py)."""
+"""RQ job bodies. One job processes a batch of stored notifications (see pump.py and pipeline.py).
+
+A job ends well whatever became of its notifications: each one's end (handed over, due for a retry,
+failed) is recorded in Redis by the pipeline, so RQ's failed registry holds only jobs that broke
+(a bug, or a job killed at its timeout), never a notification waiting for Concur.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from dataclasses import dataclass
 import structlog
 from rq import get_current_job
 
+from concur_postback.budget import SharedBudget
 from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings, load_settings
 from concur_postback.connections import async_client
-from concur_postback.errors import ConfigurationError, DeliveryFailed
+from concur_postback.errors import ConfigurationError
 from concur_postback.sinks import Sink, build_sinks
 from concur_postback.tokens import TokenVault, vault_from_settings
 from concur_postback.workers.pipeline import Processor
@@ -46,10 +52,11 @@ def install(settings: Settings) -> WorkerContext:
     return _context
 
 
-async def _processor(settings: Settings, vault: TokenVault, sinks: list[Sink]) -> Processor:
+async def _processor(settings: Settings, vault: TokenVault, sinks: dict[str, Sink]) -> Processor:
     # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
     redis = async_client(settings.redis_url or "", connect_timeout=settings.redis_timeout_seconds)
-    processor = Processor(settings, redis, ConcurClient(settings), sinks, vault)
+    client = ConcurClient(settings, budget=SharedBudget(redis, settings.concur_max_rps))
+    processor = Processor(settings, redis, client, sinks, vault)
     await processor.start()  # also starts this process's share of the sink-retry loop
     return processor
 
@@ -67,22 +74,10 @@ def context() -> WorkerContext:
 
 
 def process_notifications(ids: list[str]) -> dict[str, int]:
+    """The job: how many of ``ids`` ended which way (delivered, retrying, failed, skipped, …)."""
     ctx = context()
     job = get_current_job()
     timeout = (job.timeout if job is not None and job.timeout else None) or ctx.settings.job_timeout_seconds
     outcomes = ctx.runtime.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
-    returned = [o.notification_id for o in outcomes if o.retryable]
-    if returned:  # Redis failed under them, their records are intact: another job takes them up
-        ctx.runtime.run(ctx.processor.return_to_inbox(returned))  # if Redis still fails, RQ re-runs all
-    failed = [o for o in outcomes if not o.delivered and not o.retryable and o.reason != "expired"]
-    if failed:
-        if job is not None:
-            job.retries_left = 0  # each notification has had its attempts: RQ must not run them again
-        reasons = "; ".join(f"{o.notification_id}: {o.reason}" for o in failed)
-        raise DeliveryFailed(f"{len(failed)} of {len(ids)} notification(s) not delivered: {reasons}")
-    delivered = sum(o.delivered for o in outcomes)
-    return {
-        "delivered": delivered,
-        "returned": len(returned),
-        "expired": len(outcomes) - delivered - len(returned),
-    }
+    log.debug("job.done", job_id=job.id if job is not None else None, **outcomes)
+    return outcomes

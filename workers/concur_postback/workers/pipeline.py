@@ -1,21 +1,27 @@
-"""From a stored notification to an event in every sink: fetch, parse, deliver, record.
+"""From a stored notification to an event in every sink: claim, fetch, parse, hand over.
 
 A job hands a batch of notification ids to ``Processor.process_batch``; all of them are processed
 concurrently (the Concur client's per-host limits bound what is in flight), so RQ's per-job cost is
 paid once per batch and a 100 ms Concur round trip does not cap a worker at 10 notifications/s.
 
-Each notification is retried on its own (429/5xx/timeouts, with exponential backoff and jitter,
-honouring Retry-After, within the job's time budget). Its event is then handed to deliveries.py,
-which records it as done, atomically with retiring the record (and its encrypted token), and
-delivers it to every sink independently: a re-run of the job after a crash skips it.
+A job makes one attempt per notification and never waits in place for a retry: a failure worth
+another attempt (429, 5xx, 408, a timeout, a connection error) puts the notification in the durable
+retry schedule (ledger.py), due after exponential backoff with jitter and at least Retry-After,
+for up to FETCH_RETRY_HORIZON_SECONDS after its first failure; any worker's pump takes it up when it
+is due. What another attempt cannot change (a malformed document, 400, 404 other than for a CANCEL,
+a token this worker cannot decrypt, a bug) makes it a failed notification with its reason. A
+fetched notification's event is handed to deliveries.py, which delivers it to every sink.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import secrets
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -23,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from concur_postback import metrics
-from concur_postback.backoff import retry_fetch
+from concur_postback.backoff import backoff_delay
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import Kind
@@ -31,16 +37,19 @@ from concur_postback.concur.profiles import parse_profile
 from concur_postback.concur.trips import parse_trip
 from concur_postback.config import Settings
 from concur_postback.errors import (
-    FetchError,
+    FetchDeferred,
     InvalidDocument,
     PermanentFetch,
+    RetryableFetch,
     TokenDecryptionError,
 )
 from concur_postback.events import Event, FetchFailure, build_event, now_iso
-from concur_postback.inbox import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, Record
+from concur_postback.inbox import Record
 from concur_postback.sinks import Sink
 from concur_postback.tokens import TokenVault
-from concur_postback.workers.deliveries import DONE_PREFIX, Deliveries
+from concur_postback.workers.deliveries import Deliveries
+from concur_postback.workers.ledger import Claimed, Ledger
+from concur_postback.workers.sweeper import Sweeper
 
 log = structlog.get_logger("concur_postback.pipeline")
 
@@ -49,98 +58,139 @@ PARSERS: dict[Kind, Callable[[bytes], object]] = {
     Kind.PROFILE: parse_profile,
     Kind.FOP: parse_fop,
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    notification_id: str
-    delivered: bool
-    reason: str  # "delivered", "already delivered", "expired", or why it failed
-    retryable: bool = False  # failed on our own infrastructure (Redis): worth running the job again
+# Stop this long before a record's TTL: a retry due later would find its token gone.
+EXPIRY_MARGIN_SECONDS = 60
+# Outcomes of one notification in a job (the job's result counts them).
+DELIVERED, RETRYING, FAILED, DEFERRED, TAKEN_OVER = (
+    "delivered",
+    "retrying",
+    "failed",
+    "deferred",
+    "taken_over",
+)
 
 
 class Processor:
     def __init__(
-        self, settings: Settings, redis: Redis, client: ConcurClient, sinks: list[Sink], vault: TokenVault
+        self,
+        settings: Settings,
+        redis: Redis,
+        client: ConcurClient,
+        sinks: dict[str, Sink],
+        vault: TokenVault,
     ) -> None:
         self._settings = settings
         self._redis = redis
         self._client = client
         self._sinks = sinks
         self._vault = vault
+        self._claim_seconds = settings.worker_heartbeat_ttl_seconds
+        self.ledger = Ledger(redis, settings)
         self.deliveries = Deliveries(settings, redis, sinks)
+        self.sweeper = Sweeper(settings, redis, self.deliveries)
         self._counters = metrics.notification_counters()
-        self._stop_retries = asyncio.Event()
-        self._retries: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.deliveries.register()
-        self._retries = asyncio.create_task(self.deliveries.run_retries(self._stop_retries))
+        self._background = [
+            asyncio.create_task(self.deliveries.run_retries(self._stop)),
+            asyncio.create_task(self.sweeper.run(self._stop)),
+        ]
 
     async def aclose(self) -> None:
-        self._stop_retries.set()
-        if self._retries is not None:
-            await self._retries
+        self._stop.set()
+        for task in self._background:
+            await task
         await self._client.aclose()
-        for sink in self._sinks:
+        for sink in self._sinks.values():
             await sink.aclose()
         await self._redis.aclose()
 
-    async def process_batch(self, ids: list[str], budget_seconds: float) -> list[Outcome]:
-        deadline = time.monotonic() + budget_seconds
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.mget([RECORD_PREFIX + ident for ident in ids])
-            pipe.mget([DONE_PREFIX + ident for ident in ids])
-            raws, done = await pipe.execute()
-        work = (
-            self._process(ident, raw, was_done is not None, deadline)
-            for ident, raw, was_done in zip(ids, raws, done, strict=True)
-        )
-        # Every notification runs to its end even if another one raises something unexpected: the job
-        # must not fail (and be re-run by RQ) while some of its notifications are still being delivered.
-        results = await asyncio.gather(*work, return_exceptions=True)
-        return [_outcome(ident, result) for ident, result in zip(ids, results, strict=True)]
-
-    async def return_to_inbox(self, ids: list[str]) -> None:
-        """Hand notifications back to the pump, for a new job (a re-run skips any already delivered)."""
-        await self._redis.rpush(INBOX_KEY, *ids)
-        log.info("notification.returned_to_inbox", ids=ids)
-
-    async def _process(
-        self, notification_id: str, raw: bytes | str | None, done: bool, deadline: float
-    ) -> Outcome:
-        if raw is None:
-            log.warning("notification.expired", id=notification_id)
-            await self._redis.zrem(PENDING_KEY, notification_id)
-            return Outcome(notification_id, False, "expired")
-        record = Record.from_json(raw)
-        bound = structlog.get_logger("concur_postback.pipeline").bind(
-            id=record.id, kind=record.kind.value, request_id=record.request_id
-        )
-        if done:  # a re-run of a job whose worker died after delivering this one
-            await self._retire(record)
-            return Outcome(record.id, True, "already delivered")
-        await self._release_coalescing(record)
+    async def process_batch(self, ids: list[str], budget_seconds: float) -> dict[str, int]:
+        """Process ``ids`` within ``budget_seconds``; return how many ended which way."""
+        owner = secrets.token_hex(8)
+        claims = await self.ledger.claim(owner, ids, time.time())
+        skipped = len(ids) - len(claims.held) - len(claims.expired)  # another job has them, or had
+        outcomes: Counter[str] = Counter(expired=len(claims.expired), skipped=skipped)
+        for ident in claims.expired:
+            log.warning("notification.expired", id=ident)
+        held = {claimed.record.id: claimed for claimed in claims.held}
+        tasks = {asyncio.create_task(self._process(owner, claimed)): ident for ident, claimed in held.items()}
+        renewing = asyncio.create_task(self._renew(owner, held, tasks))
         try:
-            event = await self._event(record, deadline)
-        except (FetchError, InvalidDocument, TokenDecryptionError) as exc:
-            bound.warning("notification.failed", reason=str(exc))
-            self._counters[record.kind, False].inc()
-            return Outcome(record.id, False, str(exc))
-        await self.deliveries.hand_over(record, event, event.to_json())
-        self._counters[record.kind, True].inc()
-        bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
-        return Outcome(record.id, True, "delivered")
+            done, late = await asyncio.wait(tasks, timeout=budget_seconds) if tasks else (set(), set())
+        except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        for task in late:  # the job's time is up: back to the schedule at once, no attempt counted
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            with contextlib.suppress(RedisError):
+                await self.ledger.release(owner, [tasks[task] for task in late], time.time())
+        for task in done:
+            outcomes[task.result()] += 1
+        outcomes["late"] = len(late)
+        return {name: count for name, count in outcomes.items() if count}
 
-    async def _event(self, record: Record, deadline: float) -> Event:
+    async def _renew(self, owner: str, held: dict[str, Claimed], tasks: dict[asyncio.Task[str], str]) -> None:
+        """Keep this job's claims (and leases) alive while its notifications are being processed."""
+        while True:
+            await asyncio.sleep(self._claim_seconds / 4)
+            running = [ident for task, ident in tasks.items() if not task.done()]
+            try:
+                await self.ledger.renew(owner, running, time.time())
+            except RedisError as exc:
+                log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(running))
+
+    async def _process(self, owner: str, claimed: Claimed) -> str:
+        """One notification, to one of the outcomes. Never raises: every end is recorded in Redis, or
+        (Redis failing) left to the claim's lapse, which brings the notification back."""
+        record = claimed.record
+        bound = log.bind(id=record.id, kind=record.kind.value, request_id=record.request_id)
+        try:
+            try:
+                event = await self._event(record)
+            except FetchDeferred as exc:
+                due = time.time() + (exc.retry_after or 0) + random.uniform(0, 1)  # noqa: S311 - jitter
+                await self.ledger.release(owner, [record.id], due)
+                bound.debug("fetch.deferred", wait_s=round(due - time.time(), 2))
+                return DEFERRED
+            except RetryableFetch as exc:
+                return await self._retry_or_fail(owner, claimed, str(exc), exc.retry_after, bound)
+            except (PermanentFetch, InvalidDocument, TokenDecryptionError) as exc:
+                return await self._fail(owner, claimed, str(exc), bound)
+            except RedisError:
+                raise
+            except Exception as exc:  # a bug: keep the notification for a requeue once it is fixed
+                bound.exception("notification.unexpected_error")
+                return await self._fail(owner, claimed, f"unexpected {type(exc).__name__}: {exc}", bound)
+            if not await self.deliveries.hand_over(owner, record, event, event.to_json()):
+                bound.warning("notification.taken_over")  # our claim lapsed and another worker has it
+                return TAKEN_OVER
+        except RedisError as exc:  # Redis restarting or failing over: try again soon, or let the claim lapse
+            bound.warning("notification.retry_later", reason=f"Redis unavailable: {type(exc).__name__}")
+            with contextlib.suppress(RedisError):
+                await self.ledger.release(owner, [record.id], time.time() + 1)
+            return RETRYING
+        self._counters[record.kind, metrics.NOTIFICATION_DELIVERED].inc()
+        bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
+        return DELIVERED
+
+    async def _event(self, record: Record) -> Event:
         token = self._vault.decrypt(record.token, bound_to=record.id)
         user = None
         if record.userid_type and record.userid_value:
             user = (record.userid_type, record.userid_value)
         try:
-            body = await self._fetch(
-                record, lambda: self._client.fetch(record.kind, token, record.object_uri, user), deadline
-            )
+            body = await self._client.fetch(record.kind, token, record.object_uri, user)
         except PermanentFetch as exc:
             if exc.status == 404 and record.event_type == "CANCEL":
                 return build_event(record, None)  # the trip is gone: deliver what the notification said
@@ -152,38 +202,42 @@ class Processor:
         data = PARSERS[record.kind](body)
         return build_event(record, data, fetched_at=now_iso(), login_id=getattr(data, "login_id", None))
 
-    async def _fetch(
-        self, record: Record, attempt: Callable[[], Coroutine[Any, Any, bytes]], deadline: float
-    ) -> bytes:
-        def on_retry(number: int, delay: float, exc: BaseException | None) -> None:
-            log.info("fetch.retry", id=record.id, attempt=number, wait_s=round(delay, 2), reason=str(exc),
-                     request_id=record.request_id)  # fmt: skip
+    async def _retry_or_fail(
+        self, owner: str, claimed: Claimed, reason: str, retry_after: float | None, bound: Any
+    ) -> str:
+        """Schedule the next attempt — or give up, if it would fall past the retry horizon (counted from
+        the first failure) or past the record's own TTL."""
+        settings = self._settings
+        record = claimed.record
+        now = time.time()
+        attempt = claimed.attempts + 1
+        delay = backoff_delay(
+            attempt, settings.fetch_backoff_seconds, settings.fetch_backoff_max_seconds, retry_after
+        )
+        since = claimed.since or now
+        horizon_end = since + settings.fetch_retry_horizon_seconds
+        expiry = record.received_ms / 1000 + settings.token_ttl_seconds - EXPIRY_MARGIN_SECONDS
+        if now + delay > min(horizon_end, expiry):
+            limit = "FETCH_RETRY_HORIZON_SECONDS" if horizon_end <= expiry else "TOKEN_TTL_SECONDS"
+            hours = (now - since) / 3600
+            return await self._fail(
+                owner,
+                claimed,
+                f"gave up after {attempt} attempt(s) in {hours:.1f} h ({limit}): {reason}",
+                bound,
+            )
+        if await self.ledger.retry(owner, record, now + delay, reason, now):
+            self._counters[record.kind, metrics.NOTIFICATION_RETRY].inc()
+            bound.info("fetch.retry", attempt=attempt, wait_s=round(delay, 2), reason=reason)
+            return RETRYING
+        bound.warning("notification.taken_over")
+        return TAKEN_OVER
 
-        return await retry_fetch(attempt, self._settings, on_retry, deadline)
-
-    async def _release_coalescing(self, record: Record) -> None:
-        """Let a change that lands from now on queue again (this fetch may already miss it)."""
-        if not record.dedup_key.startswith(COALESCE_PREFIX):
-            return
-        if await self._redis.get(record.dedup_key) == record.id.encode():
-            await self._redis.delete(record.dedup_key)
-
-    async def _retire(self, record: Record) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(PENDING_KEY, record.id)
-            pipe.delete(RECORD_PREFIX + record.id)
-            await pipe.execute()
-
-
-def _outcome(notification_id: str, result: Outcome | BaseException) -> Outcome:
-    if isinstance(result, Outcome):
-        return result
-    if not isinstance(result, Exception):
-        raise result  # cancellation: the job timed out or the worker is stopping
-    if isinstance(result, RedisError):  # Redis restarting or failing over: the record is still there
-        reason = f"Redis unavailable: {type(result).__name__}: {result}"
-        log.warning("notification.retry_later", id=notification_id, reason=reason)
-        return Outcome(notification_id, False, reason, retryable=True)
-    reason = f"unexpected {type(result).__name__}: {result}"
-    log.error("notification.failed", id=notification_id, reason=reason)
-    return Outcome(notification_id, False, reason)
+    async def _fail(self, owner: str, claimed: Claimed, reason: str, bound: Any) -> str:
+        record = claimed.record
+        if not await self.ledger.fail(owner, record, reason, claimed.attempts + 1, time.time()):
+            bound.warning("notification.taken_over")
+            return TAKEN_OVER
+        self._counters[record.kind, metrics.NOTIFICATION_FAILED].inc()
+        bound.error("notification.failed", reason=reason)
+        return FAILED

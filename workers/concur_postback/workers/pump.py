@@ -1,42 +1,66 @@
-"""The pump: moves notification ids from the inbox into RQ jobs, a batch per job, exactly once.
+"""The pump: moves notification ids into RQ jobs, a batch per job, exactly once per pass.
 
-Only the holder of a short Redis lease pumps. It moves up to a batch of ids from `cp:inbox` into
-`cp:pumping`, then, in one MULTI/EXEC guarded by WATCH on the lease, creates the RQ job for those ids
-and deletes `cp:pumping`. So the ids are either still in `cp:pumping` (the pump died: the next holder
-enqueues them) or in exactly one job — never lost, never in two jobs, even if a lease changes hands.
+Only the holder of a short Redis lease pumps. It moves up to a batch of ids into `cp:pumping` —
+retries that are due and leases that lapsed (a dead worker's notifications, see keys.py) first, then
+new arrivals from `cp:inbox` — and, in the same script, gives each a lease in `cp:leased` long enough
+for its job to wait in the queue and start. Then, in one MULTI/EXEC guarded by WATCH on the lease, it
+creates the RQ job for exactly those ids and deletes `cp:pumping`. So an id is in `cp:pumping` (the
+pump died: the next holder enqueues it), or in one job, and always in `cp:leased` until that job ends
+it: should the job be lost, the lapsed lease brings the id back. Every job has an id of its own.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT
 from rq import Queue, Retry
 
 from concur_postback.config import Settings
-from concur_postback.inbox import INBOX_KEY, PUMP_LOCK_KEY, PUMPING_KEY
+from concur_postback.keys import INBOX_KEY, LEASED_KEY, PUMP_LOCK_KEY, PUMPING_KEY, RETRY_KEY
 
 log = structlog.get_logger("concur_postback.pump")
 
 LEASE_MS = 10_000
 BACKLOG_POLL_SECONDS = 0.02
-# If the lease (KEYS[3]) is ours (ARGV[2]), move up to ARGV[1] more ids from the inbox to the pumping
-# list, atomically; return all pumping ids. A pump that lost its lease must not touch cp:pumping.
+# If the lease (KEYS[3]) is ours (ARGV[2]), fill the pumping list (KEYS[2]) up to ARGV[1] ids: due
+# retries (KEYS[4]) and lapsed leases (KEYS[5]) with a score up to ARGV[3], then the inbox (KEYS[1]);
+# lease every pumping id until ARGV[4]. Returns all pumping ids. A pump that lost its lease must not
+# touch cp:pumping.
 _MOVE_SCRIPT = """
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then
   return {}
 end
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items > 0 then
-  redis.call('LTRIM', KEYS[1], #items, -1)
-  redis.call('RPUSH', KEYS[2], unpack(items))
+local want = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[2])
+for _, key in ipairs({KEYS[4], KEYS[5]}) do
+  if want > 0 then
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[3], 'LIMIT', 0, want)
+    if #due > 0 then
+      redis.call('ZREM', key, unpack(due))
+      redis.call('RPUSH', KEYS[2], unpack(due))
+      want = want - #due
+    end
+  end
 end
-return redis.call('LRANGE', KEYS[2], 0, -1)
+if want > 0 then
+  local items = redis.call('LRANGE', KEYS[1], 0, want - 1)
+  if #items > 0 then
+    redis.call('LTRIM', KEYS[1], #items, -1)
+    redis.call('RPUSH', KEYS[2], unpack(items))
+  end
+end
+local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[5], ARGV[4], id)
+end
+return ids
 """
 # Take or extend the lease if it is free or already ours.
 _LEASE_SCRIPT = """
@@ -68,6 +92,11 @@ class Pump:
         self._move = redis.register_script(_MOVE_SCRIPT)
         self._lease = redis.register_script(_LEASE_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
+        # Long enough for a job to wait behind the queued ones and start (it then leases for itself).
+        self._queue_lease = (
+            settings.job_timeout_seconds * (settings.pump_max_queued_jobs + 1)
+            + settings.worker_heartbeat_ttl_seconds
+        )
 
     def hold_lease(self) -> bool:
         return bool(self._lease(keys=[PUMP_LOCK_KEY], args=[self._owner, LEASE_MS]))
@@ -76,26 +105,38 @@ class Pump:
         """Hand the lease on at once instead of after it lapses (a stopping worker)."""
         self._release(keys=[PUMP_LOCK_KEY], args=[self._owner])
 
-    def pump_once(self, block_seconds: int) -> int:
+    def pump_once(self, block_seconds: float) -> int:
         """Enqueue one batch; wait up to ``block_seconds`` for work. Return how many ids were enqueued."""
         if not self.hold_lease():
             return 0
         ids = self._take_batch()
         if not ids and block_seconds > 0:
-            # Wait for work without taking it: BLMOVE from the inbox's head back to its head.
-            if self._redis.blmove(INBOX_KEY, INBOX_KEY, block_seconds, "LEFT", "LEFT") is None:
+            # Wait for an arrival without taking it (BLMOVE from the inbox's head back to its head),
+            # or until the next retry is due, whichever is first.
+            wait = min(block_seconds, max(0.01, self.next_due() - time.time()))
+            # Redis takes a fractional timeout; redis-py's stubs say int.
+            moved = self._redis.blmove(INBOX_KEY, INBOX_KEY, wait, "LEFT", "LEFT")  # type: ignore[arg-type]
+            if moved is None and wait >= block_seconds:
                 return 0
             ids = self._take_batch()
         return self._enqueue() if ids else 0
 
+    def next_due(self) -> float:
+        """When the next retry or lease comes due (infinity if none)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(RETRY_KEY, 0, 0, withscores=True)
+            pipe.zrange(LEASED_KEY, 0, 0, withscores=True)
+            firsts = pipe.execute()
+        return min((float(first[0][1]) for first in firsts if first), default=float("inf"))
+
     def drain(self) -> int:
-        """Enqueue everything in the inbox now (for burst workers and tests)."""
+        """Enqueue everything that is waiting now (for burst workers and tests)."""
         total = 0
         while moved := self.pump_once(block_seconds=0):
             total += moved
         return total
 
-    def run(self, stop: threading.Event, idle_seconds: int = 1) -> None:
+    def run(self, stop: threading.Event, idle_seconds: float = 1) -> None:
         """Pump until ``stop``. While enough jobs wait for a worker, hold back: ids then accumulate
         in the inbox and the next job takes a full batch. That is what makes batches large under
         load (RQ's per-job cost paid per batch) and small, with no added latency, when idle."""
@@ -112,8 +153,10 @@ class Pump:
         log.info("pump.stopped", owner=self._owner)
 
     def _take_batch(self) -> list[str]:
-        keys = [INBOX_KEY, PUMPING_KEY, PUMP_LOCK_KEY]
-        return _texts(self._move(keys=keys, args=[self._settings.pump_batch_size, self._owner]))
+        keys = [INBOX_KEY, PUMPING_KEY, PUMP_LOCK_KEY, RETRY_KEY, LEASED_KEY]
+        now = time.time()
+        args: list[EncodableT] = [self._settings.pump_batch_size, self._owner, now, now + self._queue_lease]
+        return _texts(self._move(keys=keys, args=args))
 
     def _enqueue(self) -> int:
         """Turn exactly what is in cp:pumping into one job, if the lease is still ours."""
@@ -128,14 +171,17 @@ class Pump:
                 if not ids:
                     return 0
                 pipe.multi()
+                job_id = f"n-{ids[0]}-{secrets.token_hex(4)}"  # unique: an id may head a later batch too
                 job = self._queue.prepare_data(
                     self._job,
                     args=(ids,),
-                    job_id=f"n-{ids[0]}",
+                    job_id=job_id,
                     timeout=settings.job_timeout_seconds,
-                    result_ttl=600,
+                    # Nothing reads a result. Not 0: RQ 3.0 then deletes the job at once, which fails
+                    # for a re-run job whose earlier (abandoned) execution has expired.
+                    result_ttl=60,
                     failure_ttl=7 * 24 * 3600,
-                    retry=Retry(max=3),  # re-run if abandoned by a killed worker; delivered ones are skipped
+                    retry=Retry(max=3),  # re-run if abandoned by a killed worker; claims skip finished ones
                     description=f"process {len(ids)} notification(s)",
                 )
                 self._queue.enqueue_many([job], pipeline=pipe)
@@ -143,7 +189,7 @@ class Pump:
                 pipe.execute()
             except WatchError:
                 return 0
-        log.info("pump.enqueued", job_id=f"n-{ids[0]}", notifications=len(ids))
+        log.info("pump.enqueued", job_id=job_id, notifications=len(ids))
         return len(ids)
 
 

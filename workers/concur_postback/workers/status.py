@@ -1,4 +1,4 @@
-"""What is waiting and what failed, for `concur-postback status` (and, later, metrics)."""
+"""What is waiting and what failed, for `concur-postback status` (the metrics read the same depths)."""
 
 from __future__ import annotations
 
@@ -7,36 +7,36 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import StartedJobRegistry
 
-from concur_postback.inbox import INBOX_KEY, PENDING_KEY, PUMPING_KEY
-from concur_postback.workers.deadletters import per_sink
+from concur_postback.depths import read_depths
+from concur_postback.workers.failed import per_sink, unowned_sinks
 
 
 def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
-    """``pending`` counts accepted notifications not yet processed, wherever they are in the pipeline."""
+    """``pending`` counts accepted notifications not yet handed over to the sinks or failed, wherever
+    they are in the pipeline; ``failed_notifications`` and the sinks' dead letters need a person."""
+    now = time.time()
+    depths = read_depths(redis, queue_name, now)
     queue = Queue(queue_name, connection=redis)
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(PENDING_KEY)
-        pipe.zrange(PENDING_KEY, 0, 0, withscores=True)
-        pipe.llen(INBOX_KEY)
-        pipe.llen(PUMPING_KEY)
-        pending, oldest, inbox, pumping = pipe.execute()
-    oldest_age = round(time.time() - oldest[0][1] / 1000, 3) if oldest else None
+    oldest = depths.oldest_pending_seconds(now)
     return {
-        "pending": pending,
-        "oldest_pending_seconds": oldest_age,
-        "inbox": inbox + pumping,
+        "pending": depths.pending,
+        "oldest_pending_seconds": None if oldest is None else round(oldest, 3),
+        "inbox": depths.inbox,
+        "in_progress": depths.in_progress,
+        "fetch_retries": depths.fetch_retries,
+        "failed_notifications": depths.failed_notifications,
         "jobs": {
-            "queued": queue.count,
+            "queued": depths.jobs_queued,
             # Read-only: RQ's `count` would first clean the registries (re-queue abandoned jobs, and
-            # log about it), which is the workers' job, not a status query's. Failed entries are
-            # scored by their expiry.
+            # log about it), which is the workers' job, not a status query's.
             "started": StartedJobRegistry(queue=queue).get_job_count(cleanup=False),
-            "failed": redis.zcount(FailedJobRegistry(queue=queue).key, time.time(), "+inf"),
+            "failed": depths.jobs_failed,
         },
         "workers": Worker.count(queue=queue),
         "sinks": per_sink(redis),
+        "sinks_without_a_live_worker": unowned_sinks(redis),
     }
 
 
@@ -47,10 +47,16 @@ def render(status: dict[str, Any]) -> str:
         f"pending notifications : {status['pending']}"
         + (f" (oldest {oldest:.1f}s)" if oldest is not None else ""),
         f"  waiting for the pump: {status['inbox']}",
+        f"  in a job            : {status['in_progress']}",
+        f"  waiting for a retry : {status['fetch_retries']}",
+        f"failed notifications  : {status['failed_notifications']}"
+        + ("  (concur-postback failed list)" if status["failed_notifications"] else ""),
         f"jobs queued / running : {jobs['queued']} / {jobs['started']}",
         f"jobs failed           : {jobs['failed']}",
         f"workers               : {status['workers']}",
     ]
+    unowned = set(status["sinks_without_a_live_worker"])
     for sink, counts in status["sinks"].items():
-        lines.append(f"sink {sink}: {counts['retrying']} retrying, {counts['dead']} dead letter(s)")
+        note = "  (no live worker has this sink)" if sink in unowned else ""
+        lines.append(f"sink {sink}: {counts['retrying']} retrying, {counts['dead']} dead letter(s){note}")
     return "\n".join(lines)

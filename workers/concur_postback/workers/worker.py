@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -37,6 +38,7 @@ def connect(settings: Settings) -> Redis:
 
 
 MAINTENANCE_LOCK_SECONDS = 60
+BURST_LINGER_SECONDS = 1.0
 
 
 class JobQueue(Queue):
@@ -108,6 +110,22 @@ class HeartbeatWorker(SimpleWorker):
                 interval = 1
 
 
+def _burst(pump: Pump, worker: HeartbeatWorker, settings: Settings) -> None:
+    """Work until nothing is waiting and no retry (of a fetch or a delivery) is due within a second."""
+    deliveries = context().processor.deliveries
+    runtime = context().runtime
+    while True:
+        if pump.drain():
+            worker.work(burst=True, logging_level=settings.log_level)
+            continue
+        if runtime.run(deliveries.retry_all_due()):
+            continue
+        wait = min(pump.next_due(), runtime.run(deliveries.next_due())) - time.time()
+        if wait > BURST_LINGER_SECONDS:
+            return
+        time.sleep(max(0.0, wait))  # until the next retry is due: the schedule, not synchronisation
+
+
 def run_worker(settings: Settings, burst: bool = False) -> None:
     """Work until stopped (or, with ``burst``, until nothing is left)."""
     metrics_server = serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
@@ -140,12 +158,7 @@ def _run(settings: Settings, burst: bool) -> None:
     thread = threading.Thread(target=pump.run, args=(stop,), name="pump", daemon=True)
     try:
         if burst:
-            pump.drain()
-            worker.work(burst=True, logging_level=settings.log_level)
-            while pump.drain():  # notifications those jobs handed back to the inbox
-                worker.work(burst=True, logging_level=settings.log_level)
-            ctx = context()
-            ctx.runtime.run(ctx.processor.deliveries.retry_all_due())
+            _burst(pump, worker, settings)
             return
         thread.start()
         worker.work(logging_level=settings.log_level)

@@ -1,0 +1,33 @@
+"""`SINKS` → sinks by id: the id comes from the whole URL, so two URLs are two sinks; a URL twice is
+a mistake caught at start-up; the id never shows a credential."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from concur_postback.config import Settings
+from concur_postback.errors import ConfigurationError
+from concur_postback.sinks import build_sinks, sink_id, sink_label
+
+
+def test_urls_that_differ_only_in_a_query_or_a_credential_are_different_sinks(
+    make_settings: Callable[..., Settings],
+) -> None:
+    urls = ["https://h.example/in?tenant=a", "https://h.example/in?tenant=b", "https://u:p1@h.example/in"]
+    sinks = build_sinks(make_settings(sinks=" ".join(urls)))
+    assert list(sinks) == [sink_id(url) for url in urls] and len(set(sinks)) == 3
+    labels = [sink_label(ident, sink) for ident, sink in sinks.items()]
+    assert len(set(labels)) == 3  # the display names collide; the labels do not
+    assert not any("p1" in text for text in (*sinks, *labels))
+    assert sink_id("https://u:p1@h.example/in") != sink_id("https://u:p2@h.example/in")
+
+
+def test_the_same_url_twice_is_refused_at_start(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/events.jsonl"
+    with pytest.raises(ConfigurationError, match=r"sink 3 \(file\) repeats an earlier one"):
+        build_sinks(make_settings(sinks=f"{url}, log: {url}"))

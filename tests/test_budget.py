@@ -1,0 +1,80 @@
+"""The deployment's request budget per Concur host, shared through a real Redis by several "workers"
+(budgets on their own connections), and honoured by the Concur client and the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+
+from concur_postback.budget import SharedBudget
+from concur_postback.concur.client import ConcurClient
+from concur_postback.concur.notification import Kind, OAuthToken
+from concur_postback.errors import FetchDeferred, RetryableFetch
+from tests.conftest import TOKEN, Simulator
+
+
+def test_workers_sharing_a_budget_get_evenly_spaced_slots_between_them(redis_url: str) -> None:
+    async def main() -> list[float]:
+        clients = [AsyncRedis.from_url(redis_url) for _ in range(3)]
+        try:
+            budgets = [SharedBudget(client, requests_per_second=20) for client in clients]
+            return list(await asyncio.gather(*(budgets[n % 3].reserve("h.example") for n in range(30))))
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    waits = sorted(asyncio.run(main()))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+    assert waits[0] < 0.01  # an idle host: the first request goes at once
+    assert min(gaps) >= 0.045  # 20/s across all three: 50 ms apart, never two at once
+    assert 29 * 0.05 - 0.05 <= waits[-1] <= 29 * 0.05 + 0.05
+
+
+def test_a_slot_too_far_away_is_not_reserved_but_deferred(redis_url: str) -> None:
+    async def main() -> tuple[list[float], FetchDeferred]:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            budget = SharedBudget(client, requests_per_second=2, max_wait=1)
+            waits = [await budget.reserve("h.example") for _ in range(3)]  # at 0, 0.5 and 1 s
+            with pytest.raises(FetchDeferred) as raised:
+                await budget.reserve("h.example")
+            assert await budget.reserve("other.example") == 0  # per host
+            return waits, raised.value
+        finally:
+            await client.aclose()
+
+    waits, deferred = asyncio.run(main())
+    assert waits[0] == 0 and waits[2] <= 1
+    assert deferred.retry_after is not None and 1 < deferred.retry_after <= 1.6
+
+
+def test_a_429_pauses_every_worker_for_that_host(
+    simulator: Simulator, make_settings: Any, redis_url: str
+) -> None:
+    settings = make_settings(concur_base_url=simulator.url, concur_allowed_hosts=[])
+    simulator.fault(match="/fop", status=429, times=1, retry_after="30")
+
+    async def main() -> tuple[BaseException, BaseException]:
+        first, second = AsyncRedis.from_url(redis_url), AsyncRedis.from_url(redis_url)
+        one = ConcurClient(settings, budget=SharedBudget(first, 100))
+        other = ConcurClient(settings, budget=SharedBudget(second, 100))  # another worker process
+        try:
+            with pytest.raises(RetryableFetch) as throttled:
+                await one.fetch(Kind.FOP, OAuthToken(TOKEN))
+            with pytest.raises(FetchDeferred) as paused:
+                await other.fetch(Kind.PROFILE, OAuthToken(TOKEN))
+            return throttled.value, paused.value
+        finally:
+            for closing in (one, other):
+                await closing.aclose()
+            for client in (first, second):
+                await client.aclose()
+
+    throttled, paused = asyncio.run(main())
+    assert isinstance(throttled, RetryableFetch) and throttled.status == 429
+    assert isinstance(paused, FetchDeferred) and 25 < (paused.retry_after or 0) <= 30
+    assert len(simulator.requests()) == 1  # the paused request was never sent

@@ -1,0 +1,281 @@
+"""Where each notification stands while the workers have it: claimed, waiting for a retry, or failed.
+
+A job first *claims* each notification of its batch (`SET cp:claim:<id> <owner> NX PX`), renews the
+claims while it works (every quarter of WORKER_HEARTBEAT_TTL_SECONDS) and ends each one by one of:
+
+* hand-over to the sinks (deliveries.py), the normal end;
+* ``retry``: another attempt is due later (exponential backoff, at least Retry-After) — the
+  notification moves from `cp:leased` to `cp:retry`, its attempt counted in `cp:try:<id>`;
+* ``release``: back to `cp:retry` without counting an attempt (the request budget is taken, the job's
+  time is up, or Redis failed under it);
+* ``fail``: a failed notification (`cp:failed`), with its reason, for a person to look at; its record
+  stays until its TTL so that `failed requeue` can send it round again.
+
+Every one of these checks, in the same script, that the claim is still this job's: a worker cut off
+from Redis for longer than its claim lasts may find another worker has taken the notification over,
+and then it changes nothing (fencing). So two workers never both hand a notification over, and a
+step repeated by a client retry (the reply lost, the script sent again) finds its claim gone and does
+nothing twice. A notification claimed by another job is skipped: its lease in `cp:leased` stands,
+and it comes back to the pump should that job's worker die.
+
+The scripts name their keys themselves (see keys.py): one Redis, never a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.typing import EncodableT
+
+from concur_postback.config import Settings
+from concur_postback.inbox import Record
+from concur_postback.keys import (
+    CLAIM_PREFIX,
+    COALESCE_PREFIX,
+    FAILED_KEY,
+    FAILED_PREFIX,
+    INBOX_KEY,
+    LEASED_KEY,
+    PENDING_KEY,
+    RECORD_PREFIX,
+    RETRY_KEY,
+    TRY_PREFIX,
+)
+
+LEASE_MARGIN_SECONDS = 5  # a lapsed claim's notification returns to the pump this much later
+
+# fail(id, now, retention, fields): make `id` a failed notification with the given hash fields.
+FAIL_FUNCTION = f"""
+local function fail(id, now, retention, fields)
+  local key = '{FAILED_PREFIX}' .. id
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'id', id, 'failed_at', now, unpack(fields))
+  redis.call('EXPIRE', key, retention)
+  redis.call('ZADD', '{FAILED_KEY}', now, id)
+  redis.call('ZREM', '{PENDING_KEY}', id)
+  redis.call('ZREM', '{LEASED_KEY}', id)
+  redis.call('ZREM', '{RETRY_KEY}', id)
+  redis.call('DEL', '{TRY_PREFIX}' .. id, '{CLAIM_PREFIX}' .. id)
+end
+local function record_fields(raw)
+  local r = cjson.decode(raw)
+  local out = {{}}
+  for _, name in ipairs({{'kind', 'subject', 'request_id', 'trip_id', 'received_ms'}}) do
+    if type(r[name]) == 'string' or type(r[name]) == 'number' then
+      out[#out + 1] = name
+      out[#out + 1] = r[name]
+    end
+  end
+  return out
+end
+"""
+
+# ARGV: owner, claim ms, lease end, now, failed retention, then the ids. For each id this job now
+# holds: 1, id, record, attempts, since. For an id whose record has expired (it becomes a failed
+# notification): 2, id. Ids claimed by another job, or finished already, are left out.
+_CLAIM = (
+    FAIL_FUNCTION
+    + f"""
+local owner, claim_ms, lease_end, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local out = {{}}
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  if redis.call('SET', '{CLAIM_PREFIX}' .. id, owner, 'NX', 'PX', claim_ms) then
+    local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
+    if raw then
+      redis.call('ZADD', '{LEASED_KEY}', lease_end, id)
+      local coalesce = cjson.decode(raw).dedup_key
+      if string.sub(coalesce, 1, {len(COALESCE_PREFIX)}) == '{COALESCE_PREFIX}'
+          and redis.call('GET', coalesce) == id then
+        redis.call('DEL', coalesce)  -- a change landing from now on queues again: this fetch may miss it
+      end
+      local tried = redis.call('HMGET', '{TRY_PREFIX}' .. id, 'attempts', 'since')
+      for _, value in ipairs({{1, id, raw, tried[1] or '0', tried[2] or ''}}) do out[#out + 1] = value end
+    elseif redis.call('ZSCORE', '{PENDING_KEY}', id) then
+      fail(id, now, retention, {{'reason', 'expired: its record (and token) reached TOKEN_TTL_SECONDS'}})
+      for _, value in ipairs({{2, id, '', '', ''}}) do out[#out + 1] = value end
+    else
+      redis.call('DEL', '{CLAIM_PREFIX}' .. id)
+      redis.call('ZREM', '{LEASED_KEY}', id)  -- finished by another job: nothing left to do
+    end
+  end
+end
+return out
+"""
+)
+
+# each_held(first, step): step(id) for each id from ARGV[first] on that ARGV[1] still holds; how many.
+_EACH_HELD = f"""
+local function each_held(first, step)
+  local count = 0
+  for i = first, #ARGV do
+    if redis.call('GET', '{CLAIM_PREFIX}' .. ARGV[i]) == ARGV[1] then
+      step(ARGV[i])
+      count = count + 1
+    end
+  end
+  return count
+end
+"""
+# ARGV: owner, claim ms, lease end, then ids. Extends the claims this owner still holds.
+_RENEW = (
+    _EACH_HELD
+    + f"""
+return each_held(4, function(id)
+  redis.call('PEXPIRE', '{CLAIM_PREFIX}' .. id, ARGV[2])
+  redis.call('ZADD', '{LEASED_KEY}', 'XX', ARGV[3], id)
+end)
+"""
+)
+# ARGV: owner, due, then ids. Back to the retry schedule at `due`, no attempt counted.
+_RELEASE = (
+    _EACH_HELD
+    + f"""
+return each_held(3, function(id)
+  redis.call('ZREM', '{LEASED_KEY}', id)
+  redis.call('ZADD', '{RETRY_KEY}', ARGV[2], id)
+  redis.call('DEL', '{CLAIM_PREFIX}' .. id)
+end)
+"""
+)
+
+# ARGV: owner, id, due, reason, now, try TTL, coalescing key ('' for none), coalescing window.
+_RETRY = f"""
+local id = ARGV[2]
+if redis.call('GET', '{CLAIM_PREFIX}' .. id) ~= ARGV[1] then
+  return 0
+end
+local try = '{TRY_PREFIX}' .. id
+redis.call('HINCRBY', try, 'attempts', 1)
+redis.call('HSETNX', try, 'since', ARGV[5])
+redis.call('HSET', try, 'reason', ARGV[4])
+redis.call('EXPIRE', try, ARGV[6])
+redis.call('ZREM', '{LEASED_KEY}', id)
+redis.call('ZADD', '{RETRY_KEY}', ARGV[3], id)
+redis.call('DEL', '{CLAIM_PREFIX}' .. id)
+if ARGV[7] ~= '' then
+  redis.call('SET', ARGV[7], id, 'NX', 'EX', ARGV[8])  -- until it is fetched, repeats coalesce into it
+end
+return 1
+"""
+
+# ARGV: owner, id, now, retention, then field, value pairs.
+_FAIL = (
+    FAIL_FUNCTION
+    + f"""
+if redis.call('GET', '{CLAIM_PREFIX}' .. ARGV[2]) ~= ARGV[1] then
+  return 0
+end
+fail(ARGV[2], ARGV[3], ARGV[4], {{unpack(ARGV, 5)}})
+return 1
+"""
+)
+
+# ARGV: id. A failed notification goes round again, with a fresh retry horizon, if its record lives.
+REQUEUE_FAILED = f"""
+local id = ARGV[1]
+if redis.call('EXISTS', '{FAILED_PREFIX}' .. id) == 0 then
+  return 'unknown'
+end
+local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
+if not raw then
+  return 'expired'
+end
+redis.call('DEL', '{FAILED_PREFIX}' .. id, '{TRY_PREFIX}' .. id)
+redis.call('ZREM', '{FAILED_KEY}', id)
+redis.call('ZADD', '{PENDING_KEY}', cjson.decode(raw).received_ms, id)
+redis.call('RPUSH', '{INBOX_KEY}', id)
+return 'requeued'
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A notification this job holds: its record and the fetch attempts made so far."""
+
+    record: Record
+    attempts: int
+    since: float | None  # when its first attempt failed
+
+
+@dataclass(frozen=True)
+class Claims:
+    held: list[Claimed]
+    expired: list[str]  # ids whose record had expired: now failed notifications
+
+
+class Ledger:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        claim_seconds = settings.worker_heartbeat_ttl_seconds
+        self._claim_ms = int(claim_seconds * 1000)
+        self._lease_seconds = claim_seconds + LEASE_MARGIN_SECONDS
+        self._retention = settings.dead_letter_ttl_seconds
+        self._try_ttl = settings.token_ttl_seconds
+        self._window = settings.coalesce_window_seconds
+        self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._retry = redis.register_script(_RETRY)
+        self._fail = redis.register_script(_FAIL)
+
+    async def claim(self, owner: str, ids: list[str], now: float) -> Claims:
+        args: list[EncodableT] = [
+            owner,
+            self._claim_ms,
+            now + self._lease_seconds,
+            now,
+            self._retention,
+            *ids,
+        ]
+        reply: list[Any] = await self._claim(args=args)
+        held, expired = [], []
+        for n in range(0, len(reply), 5):
+            status, ident, raw, attempts, since = reply[n : n + 5]
+            if int(status) == 1:
+                held.append(Claimed(Record.from_json(raw), int(attempts), float(since) if since else None))
+            else:
+                expired.append(_text(ident))
+        return Claims(held, expired)
+
+    async def renew(self, owner: str, ids: list[str], now: float) -> int:
+        if not ids:
+            return 0
+        return int(await self._renew(args=[owner, self._claim_ms, now + self._lease_seconds, *ids]))
+
+    async def release(self, owner: str, ids: list[str], due: float) -> int:
+        if not ids:
+            return 0
+        return int(await self._release(args=[owner, due, *ids]))
+
+    async def retry(self, owner: str, record: Record, due: float, reason: str, now: float) -> bool:
+        coalesce = record.dedup_key if record.dedup_key.startswith(COALESCE_PREFIX) else ""
+        args: list[EncodableT] = [
+            owner,
+            record.id,
+            due,
+            reason[:500],
+            now,
+            self._try_ttl,
+            coalesce,
+            self._window,
+        ]
+        return bool(await self._retry(args=args))
+
+    async def fail(self, owner: str, record: Record, reason: str, attempts: int, now: float) -> bool:
+        fields: dict[str, EncodableT] = {
+            "reason": reason[:500],
+            "attempts": attempts,
+            "kind": record.kind.value,
+            "subject": record.subject,
+            "request_id": record.request_id or "",
+            "trip_id": record.trip_id or "",
+            "received_ms": record.received_ms,
+        }
+        pairs: list[EncodableT] = [item for pair in fields.items() for item in pair]
+        return bool(await self._fail(args=[owner, record.id, now, self._retention, *pairs]))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
