@@ -47,6 +47,7 @@ SINK_LIVE_PREFIX = PREFIX + "sink-live:"  # string: some live worker has this si
 # --- shared by the workers --------------------------------------------------------------------------------
 BUDGET_PREFIX = PREFIX + "budget:"  # hash tat, pause: the request budget of one Concur host (budget.py)
 SWEEP_LOCK_KEY = PREFIX + "sweep:lock"  # string: the worker sweeping expired state (workers/sweeper.py)
+SWEEP_CURSOR_KEY = PREFIX + "sweep:cursor"  # string: where the sweep's walk through pending stopped; EX 1 h
 
 
 def sink_retry_key(sink_id: str) -> str:

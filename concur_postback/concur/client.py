@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
@@ -117,7 +118,7 @@ class ConcurClient:
             started = time.perf_counter()
             try:
                 response = await self._http.get(url, params=params, headers=self._headers(token))
-            except httpx.TransportError as exc:
+            except NETWORK_ERRORS as exc:
                 failure = _network_failure(exc)
                 metrics.record_fetch(kind, failure.outcome, time.perf_counter() - started)
                 raise failure from None
@@ -138,7 +139,7 @@ class ConcurClient:
         async with self._slot(self._host_of(url)):
             try:
                 return await self._http.post(url, params=params, headers=headers, content=body)
-            except httpx.TransportError as exc:
+            except NETWORK_ERRORS as exc:
                 raise _network_failure(exc) from None
 
     def _host_of(self, url: str) -> str:
@@ -171,7 +172,12 @@ class _NetworkFailure(RetryableFetch):
         self.outcome = outcome  # the metrics label
 
 
-def _network_failure(exc: httpx.TransportError) -> _NetworkFailure:
+# What a request can fail with short of an HTTP answer: httpx's own errors (connection, timeout, a
+# truncated or garbled body) and aiohttp's, a few of which httpx-aiohttp passes through unmapped.
+NETWORK_ERRORS = (httpx.RequestError, aiohttp.ClientError)
+
+
+def _network_failure(exc: Exception) -> _NetworkFailure:
     """A timeout or connection error, as a retryable FetchError (never the URL: it may carry a query)."""
     if isinstance(exc, httpx.TimeoutException):
         return _NetworkFailure(f"timeout ({type(exc).__name__})", "timeout")

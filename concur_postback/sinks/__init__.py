@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
@@ -67,10 +67,15 @@ def factories(settings: Settings) -> dict[str, SinkFactory]:
 
 
 def sink_id(url: str) -> str:
-    """A sink's id, in Redis keys and dead-letter ids: derived from its whole URL, so that two URLs that
-    differ only in a query parameter or a credential are two sinks. A digest: the URL's secrets are in
-    it, never readable from it."""
-    return hashlib.sha256(b"concur-postback sink\x00" + url.encode()).hexdigest()[:12]
+    """A sink's id, in Redis keys and dead-letter ids: a digest of its whole URL but the password, so
+    that two URLs differing in a query parameter, a path or a user are two sinks, while rotating a
+    password keeps the sink (and the deliveries it owes); the password is not in it at all, and the
+    rest cannot be read back from it."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}@{host}")
+    return hashlib.sha256(b"concur-postback sink\x00" + urlunsplit(parts).encode()).hexdigest()[:12]
 
 
 def sink_label(ident: str, sink: Sink) -> str:

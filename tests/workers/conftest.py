@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,17 @@ from typing import Any
 
 import orjson
 import pytest
+from redis import Redis
 
 from concur_postback.config import Settings
+from concur_postback.keys import LEASED_KEY
 from concur_postback.workers.worker import run_worker
 from tests.conftest import LiveServer, Simulator
+
+
+def lease(redis: Redis, *ids: str) -> None:
+    """Give stored notifications to a job, as the pump does (a job claims only what it was given)."""
+    redis.zadd(LEASED_KEY, dict.fromkeys(ids, time.time() + 300))
 
 
 @dataclass

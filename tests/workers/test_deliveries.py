@@ -33,6 +33,7 @@ from concur_postback.workers.failed import list_failed, per_sink, purge, requeue
 from concur_postback.workers.ledger import Ledger
 from tests.conftest import profiles, store
 from tests.processes import clean_env, cli
+from tests.workers.conftest import lease
 
 
 @dataclass
@@ -97,6 +98,7 @@ def fast(make_settings: Callable[..., Settings]) -> Settings:
 def fetched(redis_url: str, redis: Redis, settings: Settings) -> tuple[Record, Event]:
     """A stored notification, claimed by OWNER as a job would before fetching it."""
     [record] = store(redis, settings, profiles(1))
+    lease(redis, record.id)
 
     async def claim() -> None:
         client = AsyncRedis.from_url(redis_url)

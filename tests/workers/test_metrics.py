@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -33,7 +34,7 @@ from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.worker import run_worker, serve_metrics
 from tests.conftest import TOKEN, Simulator, profiles, store
-from tests.workers.conftest import Pipeline
+from tests.workers.conftest import Pipeline, lease
 
 
 class Snapshot:
@@ -113,9 +114,22 @@ def test_timeouts_are_counted(pipeline: Pipeline, simulator: Simulator) -> None:
     assert before.delta("concur_postback_fetch_seconds_count", kind="profile") == 2
 
 
-def test_connection_errors_are_counted(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("connection refused"),
+        httpx.DecodingError("truncated gzip"),
+        aiohttp.ServerDisconnectedError(),
+    ],
+)
+def test_connection_errors_are_counted_and_worth_another_attempt(
+    settings: Settings, error: Exception
+) -> None:
+    """Whatever the transport says short of an HTTP answer, even what httpx-aiohttp passes through
+    from aiohttp unmapped, is retried, never taken for a bug that fails the notification."""
+
     def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+        raise error
 
     async def main() -> None:
         client = ConcurClient(settings, httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
@@ -162,6 +176,7 @@ def test_sink_retries_and_dead_letters_are_counted(
     async def main() -> None:
         client = AsyncRedis.from_url(redis_url)
         try:
+            lease(redis, record.id)
             await Ledger(client, settings).claim("owner", [record.id], time.time())
             handler = Deliveries(settings, client, {sink_id(s.name): s for s in (flaky, broken, fine)})
             await handler.register()

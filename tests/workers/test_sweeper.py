@@ -17,9 +17,11 @@ from concur_postback.keys import (
     DEAD_KEY,
     EVENT_PREFIX,
     FAILED_KEY,
+    INBOX_KEY,
     OWED_PREFIX,
     PENDING_KEY,
     RECORD_PREFIX,
+    RETRY_KEY,
     SINK_NAMES_KEY,
     sink_retry_key,
 )
@@ -104,3 +106,19 @@ def test_a_delivery_owed_to_a_sink_no_live_worker_has_is_a_dead_letter_after_its
     assert (letter.id, letter.sink) == (f"{record.id}.gone1", "https://old.example/hook [gone1]")
     assert "no live worker has this sink" in letter.reason
     assert redis.zcard(sink_retry_key("gone1")) == 0
+
+
+def test_a_pending_notification_no_worker_would_find_is_adopted(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    """The net under the promise of keys.py: a notification nowhere a worker looks (as a job of an
+    older version that failed left some) goes back to the retry schedule; one waiting in the inbox
+    is left where it is."""
+    orphan, waiting = store(redis, settings, profiles(2))
+    redis.lrem(INBOX_KEY, 0, orphan.id)
+    for ident in (orphan.id, waiting.id):
+        age(redis, ident, 120)
+    assert sweep(redis_url, settings)["adopted"] == 1
+    assert redis.zrange(RETRY_KEY, 0, -1) == [orphan.id.encode()]
+    assert redis.lrange(INBOX_KEY, 0, -1) == [waiting.id.encode()]
+    assert sweep(redis_url, settings)["adopted"] == 0  # now it is in the schedule

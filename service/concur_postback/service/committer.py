@@ -8,8 +8,10 @@ idle a request goes out alone at once. Either way nothing is answered 200 before
 REDIS_TIMEOUT_SECONDS is each request's own deadline, counted from its submission: a request still
 waiting for its batch (behind others, with Redis hung) is answered 503 when its time is up, and the
 committer drops it from what it sends next. A request answered 503 whose batch was already on its
-way may still be stored: Concur's redelivery then meets the dedup key and gets 200 `duplicate` —
-never a false 200, at worst a false 503.
+way may still be stored — never a false 200, at worst a false 503: Concur's redelivery then meets
+the dedup key and gets 200 `duplicate` (an itinerary change, or a profile or FOP notification still
+waiting), or, once a worker has begun fetching that traveller's profile or FOP, becomes a
+notification of its own, which reads the then current state again.
 """
 
 from __future__ import annotations

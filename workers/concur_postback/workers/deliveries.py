@@ -115,14 +115,29 @@ return 0
 """
 
 
+# ARGV: notification id, sink id. That sink has it; once no sink owes the event and no dead letter
+# needs it, the event goes. One script, so that a dead letter requeued meanwhile keeps it.
+_DONE = f"""
+local id, sink = ARGV[1], ARGV[2]
+redis.call('HDEL', '{OWED_PREFIX}' .. id, sink)
+redis.call('ZREM', '{SINK_RETRY_PREFIX}' .. sink, id)
+if redis.call('HLEN', '{OWED_PREFIX}' .. id) > 0 then
+  return 0
+end
+for _, other in ipairs(redis.call('HKEYS', '{SINK_NAMES_KEY}')) do
+  if redis.call('ZSCORE', '{DEAD_KEY}', id .. '.' .. other) then
+    return 0
+  end
+end
+redis.call('DEL', '{EVENT_PREFIX}' .. id, '{ATTEMPTS_PREFIX}' .. id)
+return 1
+"""
+
+
 def event_ttl(settings: Settings) -> int:
     """How long an event waits for its sinks: their retry horizon, and then some."""
     claim = settings.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
     return int(settings.sink_retry_horizon_seconds + claim + EVENT_MARGIN_SECONDS)
-
-
-def letter_id(notification_id: str, sink: str) -> str:
-    return f"{notification_id}.{sink}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,7 @@ class Deliveries:
         self._hand_over = redis.register_script(_HAND_OVER)
         self._claim = redis.register_script(_CLAIM)
         self._dead = redis.register_script(_DEAD)
+        self._done = redis.register_script(_DONE)
         self._claim_seconds = settings.sink_timeout_seconds + CLAIM_MARGIN_SECONDS
         self._event_ttl = event_ttl(settings)
         self._schedules = [sink_retry_key(ident) for ident in self._sinks]
@@ -178,6 +194,12 @@ class Deliveries:
         ]
         if not await self._hand_over(args=args):
             return False
+        # Handed over: the sinks are tried to the end even if the job is cancelled now (its time is
+        # up), or those that already took the event would get it again from their retries.
+        await asyncio.shield(self._deliver(record, event, payload))
+        return True
+
+    async def _deliver(self, record: Record, event: Event, payload: bytes) -> None:
         idents = list(self._sinks)
         failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
         if not any(failures):  # the common case: one round trip to forget it all
@@ -186,13 +208,12 @@ class Deliveries:
                 for schedule in self._schedules:
                     pipe.zrem(schedule, record.id)
                 await pipe.execute()
-            return True
+            return
         for ident, failure in zip(idents, failures, strict=True):
             if failure is None:
-                await self._delivered(record.id, ident, event)
+                await self._delivered(record.id, ident)
             else:
                 await self._failed(record.id, ident, event, failure)
-        return True
 
     async def _try(self, ident: str, event: Event, payload: bytes) -> Failure | None:
         sink = self._sinks[ident]
@@ -206,20 +227,8 @@ class Deliveries:
         )
         return None
 
-    async def _delivered(self, notification_id: str, ident: str, event: Event) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(OWED_PREFIX + notification_id, ident)
-            pipe.zrem(sink_retry_key(ident), notification_id)
-            pipe.hlen(OWED_PREFIX + notification_id)
-            *_, owed = await pipe.execute()
-        if owed == 0 and not await self._has_dead_letters(notification_id):
-            await self._redis.delete(EVENT_PREFIX + notification_id, ATTEMPTS_PREFIX + notification_id)
-
-    async def _has_dead_letters(self, notification_id: str) -> bool:
-        names = await self._redis.hkeys(SINK_NAMES_KEY)
-        letters = [letter_id(notification_id, _text(ident)) for ident in names]
-        scores = await self._redis.zmscore(DEAD_KEY, letters) if letters else []
-        return any(score is not None for score in scores)
+    async def _delivered(self, notification_id: str, ident: str) -> None:
+        await self._done(args=[notification_id, ident])
 
     async def _failed(self, notification_id: str, ident: str, event: Event, failure: Failure) -> None:
         settings = self._settings
@@ -296,7 +305,7 @@ class Deliveries:
         event = event_from_json(payload)
         failure = await self._try(ident, event, payload)
         if failure is None:
-            await self._delivered(notification_id, ident, event)
+            await self._delivered(notification_id, ident)
         else:
             await self._failed(notification_id, ident, event, failure)
 

@@ -46,6 +46,9 @@ end
 if redis.call('EXISTS', '{EVENT_PREFIX}' .. id) == 0 then
   return 'expired'
 end
+if redis.call('TYPE', '{OWED_PREFIX}' .. id).ok == 'set' then
+  redis.call('DEL', '{OWED_PREFIX}' .. id)  -- written by a version before per-sink schedules
+end
 redis.call('DEL', '{DEAD_PREFIX}' .. letter)
 redis.call('ZREM', '{DEAD_KEY}', letter)
 redis.call('HSET', '{OWED_PREFIX}' .. id, sink, ARGV[3])

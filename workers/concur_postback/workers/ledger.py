@@ -72,32 +72,52 @@ local function record_fields(raw)
 end
 """
 
-# ARGV: owner, claim ms, lease end, now, failed retention, then the ids. For each id this job now
-# holds: 1, id, record, attempts, since. For an id whose record has expired (it becomes a failed
-# notification): 2, id. Ids claimed by another job, or finished already, are left out.
+# ARGV: owner, claim ms, lease end, now, failed retention, then the ids. Only an id that a job was given
+# (it has a lease) is taken: a re-run of an RQ job must not take up again what its first run retried,
+# failed or handed over. For each id this job now holds: 1, id, record, attempts, since. For an id
+# that ends here (its record expired, or cannot be read): 2, id, reason. Ids another job holds are
+# left out. A claim already this owner's counts as held, so a resent script finds its own claims.
 _CLAIM = (
     FAIL_FUNCTION
     + f"""
 local owner, claim_ms, lease_end, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {{}}
+local function emit(status, id, a, b, c)
+  out[#out + 1] = status
+  out[#out + 1] = id
+  out[#out + 1] = a
+  out[#out + 1] = b
+  out[#out + 1] = c
+end
 for i = 6, #ARGV do
   local id = ARGV[i]
-  if redis.call('SET', '{CLAIM_PREFIX}' .. id, owner, 'NX', 'PX', claim_ms) then
+  local claim = '{CLAIM_PREFIX}' .. id
+  if redis.call('ZSCORE', '{LEASED_KEY}', id)
+      and (redis.call('SET', claim, owner, 'NX', 'PX', claim_ms) or redis.call('GET', claim) == owner) then
     local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
+    local readable, record = false, nil
     if raw then
+      readable, record = pcall(cjson.decode, raw)
+    end
+    if raw and readable and type(record) == 'table' and type(record.dedup_key) == 'string' then
+      redis.call('PEXPIRE', claim, claim_ms)
       redis.call('ZADD', '{LEASED_KEY}', lease_end, id)
-      local coalesce = cjson.decode(raw).dedup_key
+      local coalesce = record.dedup_key
       if string.sub(coalesce, 1, {len(COALESCE_PREFIX)}) == '{COALESCE_PREFIX}'
           and redis.call('GET', coalesce) == id then
         redis.call('DEL', coalesce)  -- a change landing from now on queues again: this fetch may miss it
       end
       local tried = redis.call('HMGET', '{TRY_PREFIX}' .. id, 'attempts', 'since')
-      for _, value in ipairs({{1, id, raw, tried[1] or '0', tried[2] or ''}}) do out[#out + 1] = value end
+      emit(1, id, raw, tried[1] or '0', tried[2] or '')
+    elseif raw then
+      fail(id, now, retention, {{'reason', 'unreadable record'}})
+      emit(2, id, 'unreadable record', '', '')
     elseif redis.call('ZSCORE', '{PENDING_KEY}', id) then
-      fail(id, now, retention, {{'reason', 'expired: its record (and token) reached TOKEN_TTL_SECONDS'}})
-      for _, value in ipairs({{2, id, '', '', ''}}) do out[#out + 1] = value end
+      local reason = 'expired: its record (and token) reached TOKEN_TTL_SECONDS'
+      fail(id, now, retention, {{'reason', reason}})
+      emit(2, id, reason, '', '')
     else
-      redis.call('DEL', '{CLAIM_PREFIX}' .. id)
+      redis.call('DEL', claim)
       redis.call('ZREM', '{LEASED_KEY}', id)  -- finished by another job: nothing left to do
     end
   end
@@ -203,7 +223,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Claims:
     held: list[Claimed]
-    expired: list[str]  # ids whose record had expired: now failed notifications
+    ended: dict[str, str]  # id -> why it is now a failed notification (record expired or unreadable)
 
 
 class Ledger:
@@ -230,14 +250,21 @@ class Ledger:
             *ids,
         ]
         reply: list[Any] = await self._claim(args=args)
-        held, expired = [], []
+        held, ended = [], {}
         for n in range(0, len(reply), 5):
             status, ident, raw, attempts, since = reply[n : n + 5]
-            if int(status) == 1:
-                held.append(Claimed(Record.from_json(raw), int(attempts), float(since) if since else None))
-            else:
-                expired.append(_text(ident))
-        return Claims(held, expired)
+            if int(status) != 1:
+                ended[_text(ident)] = _text(raw)
+                continue
+            try:
+                record = Record.from_json(raw)
+            except (TypeError, ValueError, KeyError) as exc:  # e.g. written by a newer web tier
+                reason = f"unreadable record: {type(exc).__name__}"
+                await self._fail(args=[owner, _text(ident), now, self._retention, "reason", reason])
+                ended[_text(ident)] = reason
+                continue
+            held.append(Claimed(record, int(attempts), float(since) if since else None))
+        return Claims(held, ended)
 
     async def renew(self, owner: str, ids: list[str], now: float) -> int:
         if not ids:

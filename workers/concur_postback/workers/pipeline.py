@@ -112,10 +112,10 @@ class Processor:
         """Process ``ids`` within ``budget_seconds``; return how many ended which way."""
         owner = secrets.token_hex(8)
         claims = await self.ledger.claim(owner, ids, time.time())
-        skipped = len(ids) - len(claims.held) - len(claims.expired)  # another job has them, or had
-        outcomes: Counter[str] = Counter(expired=len(claims.expired), skipped=skipped)
-        for ident in claims.expired:
-            log.warning("notification.expired", id=ident)
+        skipped = len(ids) - len(claims.held) - len(claims.ended)  # another job has them, or had
+        outcomes: Counter[str] = Counter(failed=len(claims.ended), skipped=skipped)
+        for ident, reason in claims.ended.items():
+            log.error("notification.failed", id=ident, reason=reason)
         held = {claimed.record.id: claimed for claimed in claims.held}
         tasks = {asyncio.create_task(self._process(owner, claimed)): ident for ident, claimed in held.items()}
         renewing = asyncio.create_task(self._renew(owner, held, tasks))
@@ -124,6 +124,9 @@ class Processor:
         except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
             for task in tasks:
                 task.cancel()
+            unfinished = [ident for task, ident in tasks.items() if not task.done()]
+            with contextlib.suppress(RedisError, asyncio.CancelledError):  # else their claims lapse
+                await asyncio.shield(self.ledger.release(owner, unfinished, time.time()))
             raise
         finally:
             renewing.cancel()

@@ -3,6 +3,8 @@
 Redis expires keys on its own but not the index entries that point at them. Every worker runs this
 sweep (one of them each round, by a short lock) every WORKER_MAINTENANCE_SECONDS:
 
+* a pending notification that is nowhere a worker would find it (keys.py says none can be; a job of
+  an older version that failed left some) goes back to the retry schedule;
 * a pending notification whose record (with its token) reaches TOKEN_TTL_SECONDS without being
   processed — no worker ran, or none could keep up — becomes a failed notification ``expired`` with
   what its record said, instead of vanishing from the pipeline while `cp:pending` still counts it;
@@ -23,8 +25,13 @@ from concur_postback.keys import (
     CLAIM_PREFIX,
     DEAD_KEY,
     FAILED_KEY,
+    INBOX_KEY,
+    LEASED_KEY,
     PENDING_KEY,
+    PUMPING_KEY,
     RECORD_PREFIX,
+    RETRY_KEY,
+    SWEEP_CURSOR_KEY,
     SWEEP_LOCK_KEY,
 )
 from concur_postback.workers.deliveries import Deliveries
@@ -33,6 +40,8 @@ from concur_postback.workers.ledger import FAIL_FUNCTION
 log = structlog.get_logger("concur_postback.sweeper")
 
 BATCH = 500
+ADOPT_AFTER_SECONDS = 60  # pending this long and nowhere a worker looks: adopted
+INBOX_LOOK = 1000  # how far into the inbox the adoption looks for an id (it costs Redis time)
 
 # ARGV: received-ms cutoff, now, retention, limit. Pending notifications received before the cutoff
 # and not being processed right now become failed notifications `expired`; returns their ids.
@@ -57,12 +66,42 @@ return out
 )
 
 
+# ARGV: received-ms cutoff, now, how many to look at, how far into the inbox to look. Walks pending
+# notifications received before the cutoff, from where the last walk stopped (cp:sweep:cursor), and
+# puts back in the retry schedule, due now, any that is nowhere a worker would find it: not in the
+# inbox (as far as it looks) or the pumping list, not leased, not due for a retry, not claimed. None
+# should be; this is the net under that promise (and under a job from an older version that failed).
+_ADOPT = f"""
+local cursor = redis.call('GET', '{SWEEP_CURSOR_KEY}') or '-inf'
+local ids = redis.call('ZRANGEBYSCORE', '{PENDING_KEY}', '(' .. cursor, ARGV[1],
+  'WITHSCORES', 'LIMIT', 0, ARGV[3])
+if #ids == 0 then
+  redis.call('DEL', '{SWEEP_CURSOR_KEY}')  -- the walk is done: start from the oldest next time
+  return {{}}
+end
+local adopted = {{}}
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  if not redis.call('ZSCORE', '{LEASED_KEY}', id) and not redis.call('ZSCORE', '{RETRY_KEY}', id)
+      and redis.call('EXISTS', '{CLAIM_PREFIX}' .. id) == 0
+      and not redis.call('LPOS', '{INBOX_KEY}', id, 'MAXLEN', ARGV[4])
+      and not redis.call('LPOS', '{PUMPING_KEY}', id) then
+    redis.call('ZADD', '{RETRY_KEY}', ARGV[2], id)
+    adopted[#adopted + 1] = id
+  end
+end
+redis.call('SET', '{SWEEP_CURSOR_KEY}', ids[#ids], 'EX', 3600)
+return adopted
+"""
+
+
 class Sweeper:
     def __init__(self, settings: Settings, redis: Redis, deliveries: Deliveries) -> None:
         self._settings = settings
         self._redis = redis
         self._deliveries = deliveries
         self._expire = redis.register_script(_EXPIRE)
+        self._adopt = redis.register_script(_ADOPT)
         self._owner = f"sweeper-{id(self):x}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -93,12 +132,16 @@ class Sweeper:
                 break
         for ident in expired:
             log.warning("notification.expired", id=ident.decode())
+        adopted = await self._adopt(args=[int((now - ADOPT_AFTER_SECONDS) * 1000), now, BATCH, INBOX_LOOK])
+        for ident in adopted:
+            log.warning("notification.adopted", id=ident.decode())
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(FAILED_KEY, "-inf", now - retention)
             pipe.zremrangebyscore(DEAD_KEY, "-inf", now - retention)
             failed_gone, dead_gone = await pipe.execute()
         abandoned = await self._deliveries.abandon_unowned(now)
         done = {
+            "adopted": len(adopted),
             "expired": len(expired),
             "failed_gone": failed_gone,
             "dead_gone": dead_gone,
