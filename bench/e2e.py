@@ -15,47 +15,13 @@ import argparse
 import asyncio
 import concurrent.futures
 import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import aiohttp
-import orjson
-
-from concur_postback.embedded import EmbeddedRedis, free_port
-from concur_postback.tokens import generate_key
-
-CLI = [sys.executable, "-m", "concur_postback.cli"]
-
-
-def wait_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def peak_rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from deployment import deployment, follow, peak_rss_mib
 
 
 def notification(base: str, trip: str) -> bytes:
@@ -83,24 +49,6 @@ async def fire(url: str, simulator: str, count: int, concurrency: int, rate: flo
                     response.raise_for_status()
 
         await asyncio.gather(*(sender() for _ in range(concurrency)))
-
-
-def follow(path: Path, count: int, timeout: float) -> list[tuple[float, dict[str, object]]]:
-    seen: list[tuple[float, dict[str, object]]] = []
-    deadline = time.time() + timeout
-    offset = 0
-    buffer = b""
-    while len(seen) < count and time.time() < deadline:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-        offset += len(chunk)
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        now = time.time()
-        seen.extend((now, orjson.loads(line)) for line in lines if line)
-        time.sleep(0.02)
-    return seen
 
 
 @dataclass(frozen=True)
@@ -136,57 +84,26 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> E2EFigures:
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        workdir = Path(tmp)
-        events = workdir / "events.jsonl"
-        events.touch()
-        embedded = None if os.environ.get("REDIS_URL") else EmbeddedRedis(workdir / "redis").start()
-        sim_port, web_port = free_port(), free_port()
-        simulator = f"http://127.0.0.1:{sim_port}"
-        env = dict(
-            os.environ,
-            TOKEN_ENCRYPTION_KEY=generate_key(),
-            CONCUR_BASE_URL=simulator,
-            SINKS=f"file://{events}",
-            CONCUR_MAX_RPS="100000",
-            CONCUR_MAX_IN_FLIGHT="256",
-            LOG_LEVEL="WARNING",
-        )
-        if embedded is not None:
-            env["REDIS_URL"] = embedded.url
-        log = (workdir / "processes.log").open("wb")
-
-        def spawn(*command: str) -> subprocess.Popen[bytes]:
-            return subprocess.Popen([*CLI, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        processes = [spawn("simulate", "--port", str(sim_port), "--latency-ms", str(args.latency_ms))]
-        processes.append(spawn("serve", "--host", "127.0.0.1", "--port", str(web_port)))
-        workers = [spawn("worker") for _ in range(args.workers)]
-        try:
-            wait_listening(sim_port)
-            wait_listening(web_port)
-            # Follow the sink while posting: each line is timestamped when it appears.
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                following = pool.submit(follow, events, args.notifications, 600)
-                started = time.time()
-                url = f"http://127.0.0.1:{web_port}/postback"
-                asyncio.run(fire(url, simulator, args.notifications, args.concurrency, args.rate))
-                acked = time.time()
-                seen = following.result()
-            rss = peak_rss_mib([w.pid for w in workers])
-            cpu = {
-                "worker tier": sum(cpu_seconds(w.pid) for w in workers),
-                "simulator": cpu_seconds(processes[0].pid),
-                "web tier": cpu_seconds(processes[1].pid),
-            }
-        finally:
-            for process in [*workers, *processes]:
-                process.terminate()
-            for process in [*workers, *processes]:
-                process.wait(60)
-            if embedded is not None:
-                embedded.stop()
-            log.close()
+    simulator_args = ("--latency-ms", str(args.latency_ms))
+    limits = {"CONCUR_MAX_RPS": "100000", "CONCUR_MAX_IN_FLIGHT": "256"}  # measure us, not a budget
+    with deployment(workers=args.workers, simulator_args=simulator_args, **limits) as running:
+        # Follow the sink while posting: each line is timestamped when it appears.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            following = pool.submit(follow, running.events, args.notifications, 600)
+            started = time.time()
+            asyncio.run(
+                fire(
+                    running.postback_url,
+                    running.simulator_url,
+                    args.notifications,
+                    args.concurrency,
+                    args.rate,
+                )
+            )
+            acked = time.time()
+            seen = following.result()
+        rss = peak_rss_mib([w.pid for w in running.workers])
+        cpu = running.cpu()
 
     latencies = sorted(
         (t - datetime.fromisoformat(str(e["received_at"])).timestamp()) * 1000 for t, e in seen

@@ -1,4 +1,5 @@
-"""The performance report: the ingest and end-to-end benchmarks in one run, against their targets.
+"""The performance report: ingest, end to end, the shared Concur budget and Redis memory, in one run,
+against their targets.
 
     python bench/report.py [--quick]
 
@@ -19,8 +20,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import budget
 import e2e
 import ingest
+import memory
 
 from concur_postback.embedded import redis_server_binary
 
@@ -72,6 +75,8 @@ def main() -> None:
     ingest_figures = ingest.run(ingest.options(["--duration", "2", "--rounds", "1"] if quick else []))
     fast = e2e.run(e2e.options(size))
     paced = e2e.run(e2e.options([*size, "--rate", "300"]))
+    shared = budget.run(budget.options(["--notifications", "300"] if quick else []))
+    kept = memory.run(memory.options(size))
 
     bare, ours = ingest_figures.bare, ingest_figures.ours
     rss = max(fast.worker_rss_mib, paced.worker_rss_mib)
@@ -90,6 +95,10 @@ def main() -> None:
         ("worker tier peak RSS (2 processes)", f"{rss:,.0f} MiB", f"<= {WORKER_RSS_TARGET_MIB:,.0f} MiB",
          verdict(rss <= WORKER_RSS_TARGET_MIB)),
         ("worker CPU per notification", f"{fast.cpu_ms['worker tier']:.1f} ms", "", ""),
+        (f"shared Concur budget, {budget.describe(shared)}: rate at Concur, 429s",
+         f"{shared.rate:.1f} /s, {shared.refused}", f"+/-{budget.TOLERANCE:.0%}, none", verdict(shared.met)),
+        ("Redis data kept per notification after processing (dedup keys)",
+         f"{kept.dataset_per_notification(kept.settled):,.0f} B", "", ""),
     ]  # fmt: skip
 
     print("# concur-postback performance report\n")
@@ -102,6 +111,8 @@ def main() -> None:
     print(f"\n## Ingest\n\n{ingest_figures.settings}\n\n{ingest.table(ingest_figures)}")
     for figures in (fast, paced):
         print(f"\n## End to end: {e2e.describe(figures)}\n\n{e2e.table(figures)}")
+    print(f"\n## Shared budget: {budget.describe(shared)}\n\n{budget.table(shared)}")
+    print(f"\n## Redis memory: {memory.describe(kept)}\n\n{memory.table(kept)}")
 
 
 if __name__ == "__main__":
