@@ -27,7 +27,8 @@ def test_run_simulate_fetches_from_its_own_simulator(tmp_path: Path) -> None:
         assert simulator_url.startswith("http://127.0.0.1:")
         hint = str(process.wait_for("run.try_it")["command"])
         assert f"--to http://127.0.0.1:{port}/postback" in hint and simulator_url in hint
-        process.wait_for("Uvicorn running on", prefix=True)
+        # The web tier's line, not the simulator's (both are children writing to this stdout).
+        process.wait_for(f"Uvicorn running on http://127.0.0.1:{port}", prefix=True)
         planned = shots(3, kinds=("itinerary",), concur_url=simulator_url)
         result = asyncio.run(fire(f"http://127.0.0.1:{port}/postback", planned, rate=0))
         assert result.statuses == {"accepted": 3}
