@@ -26,6 +26,20 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
     return max(random.uniform(backoff / 2, backoff), retry_after or 0.0)  # noqa: S311 - jitter, not crypto
 
 
+def next_try(
+    attempt: int, base: float, cap: float, *, retry_after: float | None, now: float, horizon_end: float
+) -> float | None:
+    """When the attempt after failed attempt number ``attempt`` is due (the schedule above), or None
+    if that would fall after ``horizon_end``: then it is time to give up."""
+    due = now + backoff_delay(attempt, base, cap, retry_after)
+    return None if due > horizon_end else due
+
+
+def gave_up(reason: str, attempts: int, since: float, now: float, limit: str) -> str:
+    """Why retrying stopped, as `failed list` shows it; ``limit`` names the setting that ended it."""
+    return f"gave up after {attempts} attempt(s) in {(now - since) / 3600:.1f} h ({limit}): {reason}"
+
+
 async def retry_fetch(
     attempt: Callable[[], Awaitable[bytes]],
     settings: Settings,

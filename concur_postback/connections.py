@@ -45,3 +45,8 @@ def async_client(
         retry=AsyncRetry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES),
     )
     return redis.asyncio.Redis.from_pool(pool)  # closes the pool with the client
+
+
+def text(reply: object) -> str:
+    """A Redis reply as text: clients here return bytes (payloads are binary, so no decode_responses)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -62,6 +62,7 @@ class Depths:
 
 
 def read_depths(redis: Redis, queue_name: str, now: float) -> Depths:
-    values = redis.eval(_DEPTHS, 0, RQ_QUEUE_PREFIX + queue_name, RQ_FAILED_PREFIX + queue_name, now)
+    depths = redis.register_script(_DEPTHS)  # EVALSHA: the script's text is not sent each scrape
+    values = depths(args=[RQ_QUEUE_PREFIX + queue_name, RQ_FAILED_PREFIX + queue_name, now])
     pending, oldest, *counts = values
     return Depths(int(pending), int(float(oldest)) if oldest else None, *(int(count) for count in counts))

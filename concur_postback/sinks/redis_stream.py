@@ -45,6 +45,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
+from concur_postback.connections import text
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
 
@@ -211,7 +212,7 @@ class RedisStreamSink:
         except (RedisError, OSError) as exc:
             raise self._failure(exc) from None
         if not appended:
-            log.info("sink.duplicate", sink=self.name, event_id=event.id, entry_id=_text(entry))
+            log.info("sink.duplicate", sink=self.name, event_id=event.id, entry_id=text(entry))
 
     def seen_key(self, event_id: str) -> str:
         return f"{self.stream}:seen:{event_id}"
@@ -267,7 +268,3 @@ def _seconds(params: dict[str, str], key: str, default: float, *, where: str) ->
     if not 0 < value < float("inf"):
         raise ConfigurationError(f"{where}: {key} must be a positive number of seconds, got {text!r}")
     return value
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -68,7 +68,7 @@ def test_a_step_after_the_claim_was_lost_or_already_taken_changes_nothing(
         resent = await ledger.retry("job-1", record, now + 5, "HTTP 503", now)  # reply lost, sent again
         lease(redis, record.id)  # the retry came due and the pump gave it to job 2
         await ledger.claim("job-2", [record.id], time.time())
-        late = await ledger.fail("job-1", record, "HTTP 404", 1, time.time())  # job-1 came back late
+        late = await ledger.fail("job-1", record.id, "HTTP 404", 1, time.time())  # job-1 came back late
         return [first, resent, late]
 
     assert run(redis_url, steps) == [True, False, False]

@@ -122,3 +122,15 @@ def test_a_pending_notification_no_worker_would_find_is_adopted(
     assert redis.zrange(RETRY_KEY, 0, -1) == [orphan.id.encode()]
     assert redis.lrange(INBOX_KEY, 0, -1) == [waiting.id.encode()]
     assert sweep(redis_url, settings)["adopted"] == 0  # now it is in the schedule
+
+
+def test_an_unreadable_record_at_its_ttl_still_expires_and_does_not_stop_the_sweep(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    broken, other = store(redis, settings, profiles(2))
+    redis.set(RECORD_PREFIX + broken.id, b"{not json")
+    for ident in (broken.id, other.id):
+        age(redis, ident, settings.token_ttl_seconds - 5)
+    assert sweep(redis_url, settings)["expired"] == 2
+    assert {entry.id for entry in list_failed(redis)} == {broken.id, other.id}
+    assert redis.get(RECORD_PREFIX + broken.id) is None

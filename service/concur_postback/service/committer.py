@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from concur_postback.config import Settings
+from concur_postback.connections import text
 from concur_postback.errors import StoreUnavailable
 from concur_postback.inbox import INGEST_SCRIPT, INGEST_SCRIPT_SHA, IngestArgs, ingest_argv
 
@@ -99,14 +100,10 @@ class Committer:
             await self._redis.script_load(INGEST_SCRIPT)
             replies = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
         pairs = zip(replies[::2], replies[1::2], strict=True)
-        return [IngestResult(flag == 1, _text(ident)) for flag, ident in pairs]
+        return [IngestResult(flag == 1, text(ident)) for flag, ident in pairs]
 
 
 def _give_up(future: asyncio.Future[IngestResult]) -> None:
     """A request's deadline passed: 503 now; the committer skips it if it has not been sent yet."""
     if not future.done():
         future.set_exception(StoreUnavailable("redis did not answer in time"))
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -29,8 +29,9 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT
 
 from concur_postback import metrics
-from concur_postback.backoff import backoff_delay
+from concur_postback.backoff import gave_up, next_try
 from concur_postback.config import Settings
+from concur_postback.connections import text
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, event_from_json
 from concur_postback.inbox import Record
@@ -238,24 +239,26 @@ class Deliveries:
             pipe.hget(OWED_PREFIX + notification_id, ident)
             attempts, _, since = await pipe.execute()
         now = time.time()
-        delay = backoff_delay(
-            attempts, settings.sink_backoff_seconds, settings.sink_backoff_max_seconds, failure.retry_after
-        )
-        horizon_end = (float(since) if since else now) + settings.sink_retry_horizon_seconds
-        if failure.permanent or now + delay > horizon_end:
-            reason = failure.reason if failure.permanent else _gave_up(failure.reason, attempts, since, now)
+        start = float(since) if since else now
+        base, cap = settings.sink_backoff_seconds, settings.sink_backoff_max_seconds
+        ends = start + settings.sink_retry_horizon_seconds
+        due = next_try(attempts, base, cap, retry_after=failure.retry_after, now=now, horizon_end=ends)
+        if failure.permanent or due is None:
+            reason = failure.reason
+            if not failure.permanent:
+                reason = gave_up(reason, attempts, start, now, "SINK_RETRY_HORIZON_SECONDS")
             await self.dead_letter(notification_id, ident, event, reason, int(attempts))
             return
-        await self._redis.zadd(sink_retry_key(ident), {notification_id: now + delay})
+        await self._redis.zadd(sink_retry_key(ident), {notification_id: due})
         self._counters[ident][metrics.RETRY_SCHEDULED].inc()
         log.warning("delivery.retry_scheduled", id=notification_id, sink=self._labels[ident],
-                    event_id=event.id, reason=failure.reason, attempt=attempts, wait_s=round(delay, 2),
+                    event_id=event.id, reason=failure.reason, attempt=attempts, wait_s=round(due - now, 2),
                     request_id=event.request_id)  # fmt: skip
 
     async def dead_letter(
         self, notification_id: str, ident: str, event: Event, reason: str, attempts: int
     ) -> None:
-        label = self._labels.get(ident) or _text(await self._redis.hget(SINK_NAMES_KEY, ident) or ident)
+        label = self._labels.get(ident) or text(await self._redis.hget(SINK_NAMES_KEY, ident) or ident)
         fields: dict[str, EncodableT] = {
             "notification_id": notification_id, "sink_id": ident, "sink": label, "event_id": event.id,
             "kind": event.kind, "reason": reason[:500], "attempts": attempts, "failed_at": time.time(),
@@ -276,7 +279,7 @@ class Deliveries:
         now = time.time()
         claimed = await self._claim(keys=self._schedules, args=[now, limit, now + self._claim_seconds])
         idents = list(self._sinks)
-        pairs = [(idents[int(claimed[n]) - 1], _text(claimed[n + 1])) for n in range(0, len(claimed), 2)]
+        pairs = [(idents[int(claimed[n]) - 1], text(claimed[n + 1])) for n in range(0, len(claimed), 2)]
         await asyncio.gather(*(self._retry(ident, notification_id) for ident, notification_id in pairs))
         return len(pairs)
 
@@ -301,7 +304,7 @@ class Deliveries:
             log.error("delivery.event_missing", id=notification_id, sink=self._labels[ident])
             await self._redis.zrem(sink_retry_key(ident), notification_id)
             return
-        payload = stored if isinstance(stored, bytes) else stored.encode()
+        payload = _bytes(stored)
         event = event_from_json(payload)
         failure = await self._try(ident, event, payload)
         if failure is None:
@@ -312,7 +315,7 @@ class Deliveries:
     async def abandon_unowned(self, now: float, limit: int = 100) -> int:
         """Deliveries owed to a sink that no live worker has (SINKS changed and stayed so) become dead
         letters once past the horizon; until then they wait for a worker that has it. Return how many."""
-        names = {_text(k): _text(v) for k, v in (await self._redis.hgetall(SINK_NAMES_KEY)).items()}
+        names = {text(k): text(v) for k, v in (await self._redis.hgetall(SINK_NAMES_KEY)).items()}
         foreign = [ident for ident in names if ident not in self._sinks]
         alive = await self._redis.mget([SINK_LIVE_PREFIX + ident for ident in foreign]) if foreign else []
         done = 0
@@ -320,7 +323,7 @@ class Deliveries:
             if live is not None:
                 continue
             for raw in await self._redis.zrangebyscore(sink_retry_key(ident), "-inf", now, 0, limit):
-                notification_id = _text(raw)
+                notification_id = text(raw)
                 since = await self._redis.hget(OWED_PREFIX + notification_id, ident)
                 if since is not None and now < float(since) + self._settings.sink_retry_horizon_seconds:
                     continue
@@ -351,11 +354,6 @@ class Deliveries:
                 await asyncio.sleep(RETRY_POLL_SECONDS)
 
 
-def _gave_up(reason: str, attempts: int, since: bytes | str | None, now: float) -> str:
-    hours = (now - float(since)) / 3600 if since else 0.0
-    return f"gave up after {attempts} attempt(s) in {hours:.1f} h (SINK_RETRY_HORIZON_SECONDS): {reason}"
-
-
 def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, TimeoutError):
         return Failure("timed out", permanent=False, retry_after=None)
@@ -363,10 +361,6 @@ def _classify(exc: BaseException) -> Failure:
     permanent = isinstance(exc, SinkError) and exc.permanent
     reason = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
     return Failure(reason[:500], permanent, retry_after if isinstance(retry_after, int | float) else None)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _bytes(value: bytes | str) -> bytes:

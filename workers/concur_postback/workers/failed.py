@@ -18,6 +18,7 @@ from typing import Any
 
 from redis import Redis
 
+from concur_postback.connections import text
 from concur_postback.keys import (
     ATTEMPTS_PREFIX,
     DEAD_KEY,
@@ -78,48 +79,29 @@ class Failed:
     requeueable: bool = True  # False once nothing is left to send: the record (token) or event expired
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _fields(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(key): _text(value) for key, value in raw.items()}
-
-
-def _notification(ident: str, fields: dict[str, str], has_record: bool) -> Failed:
+def _entry(ident: str, raw: dict[Any, Any], left: bool) -> Failed:
+    """One entry from its hash; ``left``: its record (a notification) or event (a delivery) is there."""
+    fields = {text(key): text(value) for key, value in raw.items()}
+    delivery = "." in ident
     return Failed(
         id=ident,
-        what=NOTIFICATION,
-        notification_id=ident,
+        what=DELIVERY if delivery else NOTIFICATION,
+        notification_id=fields.get("notification_id", ident),
         kind=fields.get("kind", "?"),
-        reason=fields.get("reason", ""),
-        attempts=int(fields.get("attempts", "0")),
-        failed_at=float(fields.get("failed_at", "0")),
-        request_id=fields.get("request_id", ""),
-        requeueable=has_record,
-    )
-
-
-def _letter(ident: str, fields: dict[str, str], has_event: bool) -> Failed:
-    return Failed(
-        id=ident,
-        what=DELIVERY,
-        notification_id=fields.get("notification_id", ""),
-        kind=fields.get("kind", ""),
         reason=fields.get("reason", ""),
         attempts=int(fields.get("attempts", "0")),
         failed_at=float(fields.get("failed_at", "0")),
         request_id=fields.get("request_id", ""),
         sink=fields.get("sink", ""),
         event_id=fields.get("event_id", ""),
-        requeueable=has_event,
+        requeueable=left,
     )
 
 
 def list_failed(redis: Redis, limit: int = 1000) -> list[Failed]:
     """Failed notifications and dead letters, oldest first."""
-    notifications = [_text(raw) for raw in redis.zrange(FAILED_KEY, 0, limit - 1)]
-    letters = [_text(raw) for raw in redis.zrange(DEAD_KEY, 0, limit - 1)]
+    notifications = [text(raw) for raw in redis.zrange(FAILED_KEY, 0, limit - 1)]
+    letters = [text(raw) for raw in redis.zrange(DEAD_KEY, 0, limit - 1)]
     with redis.pipeline(transaction=False) as pipe:
         for ident in notifications:
             pipe.hgetall(FAILED_PREFIX + ident)
@@ -130,12 +112,12 @@ def list_failed(redis: Redis, limit: int = 1000) -> list[Failed]:
         found = pipe.execute()
     mine, theirs = found[: 2 * len(notifications)], found[2 * len(notifications) :]
     entries = [
-        _notification(ident, _fields(fields), bool(record))
+        _entry(ident, fields, bool(record))
         for ident, fields, record in zip(notifications, mine[0::2], mine[1::2], strict=True)
         if fields
     ]
     entries += [
-        _letter(ident, _fields(fields), bool(event))
+        _entry(ident, fields, bool(event))
         for ident, fields, event in zip(letters, theirs[0::2], theirs[1::2], strict=True)
         if fields
     ]
@@ -150,15 +132,13 @@ def show(redis: Redis, ident: str) -> tuple[Failed, bytes | None] | None:
         if not fields:
             return None
         event = redis.get(EVENT_PREFIX + ident.rpartition(".")[0])
-        letter = _letter(ident, _fields(fields), event is not None)
+        letter = _entry(ident, fields, event is not None)
         return letter, event if isinstance(event, bytes) else None
     fields = redis.hgetall(FAILED_PREFIX + ident)
     if not fields:
         return None
     record = redis.get(RECORD_PREFIX + ident)
-    return _notification(ident, _fields(fields), record is not None), record if isinstance(
-        record, bytes
-    ) else None
+    return _entry(ident, fields, record is not None), record if isinstance(record, bytes) else None
 
 
 def requeue(redis: Redis, ids: list[str], event_ttl: int) -> tuple[list[str], dict[str, str]]:
@@ -169,9 +149,9 @@ def requeue(redis: Redis, ids: list[str], event_ttl: int) -> tuple[list[str], di
     for ident in ids:
         if "." in ident:
             notification_id, _, sink = ident.rpartition(".")
-            outcome = _text(letter(args=[notification_id, sink, time.time(), event_ttl]))
+            outcome = text(letter(args=[notification_id, sink, time.time(), event_ttl]))
         else:
-            outcome = _text(notification(args=[ident]))
+            outcome = text(notification(args=[ident]))
         if outcome == "requeued":
             done.append(ident)
         else:
@@ -187,8 +167,8 @@ def all_ids(redis: Redis, requeueable_only: bool = False) -> list[str]:
 
 def purge(redis: Redis) -> int:
     """Delete every failed notification (with its record and token) and every dead letter."""
-    notifications = [_text(raw) for raw in redis.zrange(FAILED_KEY, 0, -1)]
-    letters = [_text(raw) for raw in redis.zrange(DEAD_KEY, 0, -1)]
+    notifications = [text(raw) for raw in redis.zrange(FAILED_KEY, 0, -1)]
+    letters = [text(raw) for raw in redis.zrange(DEAD_KEY, 0, -1)]
     with redis.pipeline(transaction=True) as pipe:
         for ident in notifications:
             pipe.delete(FAILED_PREFIX + ident, RECORD_PREFIX + ident)
@@ -201,7 +181,7 @@ def purge(redis: Redis) -> int:
 
 def per_sink(redis: Redis) -> dict[str, dict[str, int]]:
     """Deliveries waiting for a retry and dead letters, per sink (as `status` shows sinks)."""
-    names = {_text(key): _text(value) for key, value in redis.hgetall(SINK_NAMES_KEY).items()}
+    names = {text(key): text(value) for key, value in redis.hgetall(SINK_NAMES_KEY).items()}
     counts = {name: {"retrying": 0, "dead": 0} for name in names.values()}
     with redis.pipeline(transaction=False) as pipe:
         for ident in names:
@@ -210,14 +190,14 @@ def per_sink(redis: Redis) -> dict[str, dict[str, int]]:
     for ident, count in zip(names, retrying, strict=True):
         counts[names[ident]]["retrying"] = int(count)
     for raw in redis.zrange(DEAD_KEY, 0, -1):
-        ident = _text(raw).rpartition(".")[2]
+        ident = text(raw).rpartition(".")[2]
         counts.setdefault(names.get(ident, ident), {"retrying": 0, "dead": 0})["dead"] += 1
     return counts
 
 
 def unowned_sinks(redis: Redis) -> list[str]:
     """Sinks that deliveries wait for but no live worker has (a rolling deploy, or SINKS changed)."""
-    names = {_text(key): _text(value) for key, value in redis.hgetall(SINK_NAMES_KEY).items()}
+    names = {text(key): text(value) for key, value in redis.hgetall(SINK_NAMES_KEY).items()}
     with redis.pipeline(transaction=False) as pipe:
         for ident in names:
             pipe.zcard(sink_retry_key(ident))

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT
 
 from concur_postback.config import Settings
+from concur_postback.connections import text
 from concur_postback.inbox import Record
 from concur_postback.keys import (
     CLAIM_PREFIX,
@@ -59,9 +60,13 @@ local function fail(id, now, retention, fields)
   redis.call('ZREM', '{RETRY_KEY}', id)
   redis.call('DEL', '{TRY_PREFIX}' .. id, '{CLAIM_PREFIX}' .. id)
 end
-local function record_fields(raw)
-  local r = cjson.decode(raw)
-  local out = {{}}
+-- record_fields(fields, raw): add to `fields` what a failed notification keeps of its record, if
+-- that can be read (no token: the record's own `token` is not among them).
+local function record_fields(out, raw)
+  local readable, r = pcall(cjson.decode, raw or '')
+  if not readable or type(r) ~= 'table' then
+    return out
+  end
   for _, name in ipairs({{'kind', 'subject', 'request_id', 'trip_id', 'received_ms'}}) do
     if type(r[name]) == 'string' or type(r[name]) == 'number' then
       out[#out + 1] = name
@@ -181,14 +186,16 @@ end
 return 1
 """
 
-# ARGV: owner, id, now, retention, then field, value pairs.
+# ARGV: owner, id, now, retention, reason, attempts. The record stays (for a requeue) until its TTL.
 _FAIL = (
     FAIL_FUNCTION
     + f"""
-if redis.call('GET', '{CLAIM_PREFIX}' .. ARGV[2]) ~= ARGV[1] then
+local id = ARGV[2]
+if redis.call('GET', '{CLAIM_PREFIX}' .. id) ~= ARGV[1] then
   return 0
 end
-fail(ARGV[2], ARGV[3], ARGV[4], {{unpack(ARGV, 5)}})
+local fields = {{'reason', ARGV[5], 'attempts', ARGV[6]}}
+fail(id, ARGV[3], ARGV[4], record_fields(fields, redis.call('GET', '{RECORD_PREFIX}' .. id)))
 return 1
 """
 )
@@ -254,14 +261,14 @@ class Ledger:
         for n in range(0, len(reply), 5):
             status, ident, raw, attempts, since = reply[n : n + 5]
             if int(status) != 1:
-                ended[_text(ident)] = _text(raw)
+                ended[text(ident)] = text(raw)
                 continue
             try:
                 record = Record.from_json(raw)
             except (TypeError, ValueError, KeyError) as exc:  # e.g. written by a newer web tier
                 reason = f"unreadable record: {type(exc).__name__}"
-                await self._fail(args=[owner, _text(ident), now, self._retention, "reason", reason])
-                ended[_text(ident)] = reason
+                await self.fail(owner, text(ident), reason, 0, now)
+                ended[text(ident)] = reason
                 continue
             held.append(Claimed(record, int(attempts), float(since) if since else None))
         return Claims(held, ended)
@@ -290,19 +297,6 @@ class Ledger:
         ]
         return bool(await self._retry(args=args))
 
-    async def fail(self, owner: str, record: Record, reason: str, attempts: int, now: float) -> bool:
-        fields: dict[str, EncodableT] = {
-            "reason": reason[:500],
-            "attempts": attempts,
-            "kind": record.kind.value,
-            "subject": record.subject,
-            "request_id": record.request_id or "",
-            "trip_id": record.trip_id or "",
-            "received_ms": record.received_ms,
-        }
-        pairs: list[EncodableT] = [item for pair in fields.items() for item in pair]
-        return bool(await self._fail(args=[owner, record.id, now, self._retention, *pairs]))
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    async def fail(self, owner: str, ident: str, reason: str, attempts: int, now: float) -> bool:
+        """A failed notification, keeping what its record says (and the record, for a requeue)."""
+        return bool(await self._fail(args=[owner, ident, now, self._retention, reason[:500], attempts]))

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from concur_postback import metrics
-from concur_postback.backoff import backoff_delay
+from concur_postback.backoff import gave_up, next_try
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import Kind
@@ -116,34 +116,39 @@ class Processor:
         outcomes: Counter[str] = Counter(failed=len(claims.ended), skipped=skipped)
         for ident, reason in claims.ended.items():
             log.error("notification.failed", id=ident, reason=reason)
-        held = {claimed.record.id: claimed for claimed in claims.held}
-        tasks = {asyncio.create_task(self._process(owner, claimed)): ident for ident, claimed in held.items()}
-        renewing = asyncio.create_task(self._renew(owner, held, tasks))
+        tasks = {
+            asyncio.create_task(self._process(owner, claimed)): claimed.record.id for claimed in claims.held
+        }
+        renewing = asyncio.create_task(self._renew(owner, tasks))
         try:
             done, late = await asyncio.wait(tasks, timeout=budget_seconds) if tasks else (set(), set())
         except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
-            for task in tasks:
-                task.cancel()
-            unfinished = [ident for task, ident in tasks.items() if not task.done()]
-            with contextlib.suppress(RedisError, asyncio.CancelledError):  # else their claims lapse
-                await asyncio.shield(self.ledger.release(owner, unfinished, time.time()))
+            unfinished = {task: ident for task, ident in tasks.items() if not task.done()}
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._give_back(owner, unfinished))
             raise
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-        for task in late:  # the job's time is up: back to the schedule at once, no attempt counted
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
-            with contextlib.suppress(RedisError):
-                await self.ledger.release(owner, [tasks[task] for task in late], time.time())
+        await self._give_back(owner, {task: tasks[task] for task in late})  # the job's time is up
         for task in done:
             outcomes[task.result()] += 1
         outcomes["late"] = len(late)
         return {name: count for name, count in outcomes.items() if count}
 
-    async def _renew(self, owner: str, held: dict[str, Claimed], tasks: dict[asyncio.Task[str], str]) -> None:
+    async def _give_back(self, owner: str, tasks: dict[asyncio.Task[str], str]) -> None:
+        """Stop these notifications and put them back in the schedule, due now, no attempt counted
+        (one already handed over finishes its sinks: that part is shielded, and its claim is gone)."""
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        with contextlib.suppress(RedisError):  # else their claims lapse, and bring them back later
+            await self.ledger.release(owner, list(tasks.values()), time.time())
+
+    async def _renew(self, owner: str, tasks: dict[asyncio.Task[str], str]) -> None:
         """Keep this job's claims (and leases) alive while its notifications are being processed."""
         while True:
             await asyncio.sleep(self._claim_seconds / 4)
@@ -176,8 +181,7 @@ class Processor:
                 bound.exception("notification.unexpected_error")
                 return await self._fail(owner, claimed, f"unexpected {type(exc).__name__}: {exc}", bound)
             if not await self.deliveries.hand_over(owner, record, event, event.to_json()):
-                bound.warning("notification.taken_over")  # our claim lapsed and another worker has it
-                return TAKEN_OVER
+                return _taken_over(bound)
         except RedisError as exc:  # Redis restarting or failing over: try again soon, or let the claim lapse
             bound.warning("notification.retry_later", reason=f"Redis unavailable: {type(exc).__name__}")
             with contextlib.suppress(RedisError):
@@ -214,33 +218,33 @@ class Processor:
         record = claimed.record
         now = time.time()
         attempt = claimed.attempts + 1
-        delay = backoff_delay(
-            attempt, settings.fetch_backoff_seconds, settings.fetch_backoff_max_seconds, retry_after
-        )
         since = claimed.since or now
         horizon_end = since + settings.fetch_retry_horizon_seconds
         expiry = record.received_ms / 1000 + settings.token_ttl_seconds - EXPIRY_MARGIN_SECONDS
-        if now + delay > min(horizon_end, expiry):
+        base, cap = settings.fetch_backoff_seconds, settings.fetch_backoff_max_seconds
+        due = next_try(
+            attempt, base, cap, retry_after=retry_after, now=now, horizon_end=min(horizon_end, expiry)
+        )
+        if due is None:
             limit = "FETCH_RETRY_HORIZON_SECONDS" if horizon_end <= expiry else "TOKEN_TTL_SECONDS"
-            hours = (now - since) / 3600
-            return await self._fail(
-                owner,
-                claimed,
-                f"gave up after {attempt} attempt(s) in {hours:.1f} h ({limit}): {reason}",
-                bound,
-            )
-        if await self.ledger.retry(owner, record, now + delay, reason, now):
+            return await self._fail(owner, claimed, gave_up(reason, attempt, since, now, limit), bound)
+        if await self.ledger.retry(owner, record, due, reason, now):
             self._counters[record.kind, metrics.NOTIFICATION_RETRY].inc()
-            bound.info("fetch.retry", attempt=attempt, wait_s=round(delay, 2), reason=reason)
+            bound.info("fetch.retry", attempt=attempt, wait_s=round(due - now, 2), reason=reason)
             return RETRYING
-        bound.warning("notification.taken_over")
-        return TAKEN_OVER
+        return _taken_over(bound)
 
     async def _fail(self, owner: str, claimed: Claimed, reason: str, bound: Any) -> str:
         record = claimed.record
-        if not await self.ledger.fail(owner, record, reason, claimed.attempts + 1, time.time()):
-            bound.warning("notification.taken_over")
-            return TAKEN_OVER
+        if not await self.ledger.fail(owner, record.id, reason, claimed.attempts + 1, time.time()):
+            return _taken_over(bound)
         self._counters[record.kind, metrics.NOTIFICATION_FAILED].inc()
         bound.error("notification.failed", reason=reason)
         return FAILED
+
+
+def _taken_over(bound: Any) -> str:
+    """Our claim lapsed (Redis was out of reach for longer than it lasts) and another worker holds the
+    notification now: this job leaves it to that one."""
+    bound.warning("notification.taken_over")
+    return TAKEN_OVER

@@ -14,8 +14,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 from redis import Redis
@@ -24,6 +23,7 @@ from redis.typing import EncodableT
 from rq import Queue, Retry
 
 from concur_postback.config import Settings
+from concur_postback.connections import text
 from concur_postback.keys import INBOX_KEY, LEASED_KEY, PUMP_LOCK_KEY, PUMPING_KEY, RETRY_KEY
 
 log = structlog.get_logger("concur_postback.pump")
@@ -156,7 +156,7 @@ class Pump:
         keys = [INBOX_KEY, PUMPING_KEY, PUMP_LOCK_KEY, RETRY_KEY, LEASED_KEY]
         now = time.time()
         args: list[EncodableT] = [self._settings.pump_batch_size, self._owner, now, now + self._queue_lease]
-        return _texts(self._move(keys=keys, args=args))
+        return [text(item) for item in self._move(keys=keys, args=args)]
 
     def _enqueue(self) -> int:
         """Turn exactly what is in cp:pumping into one job, if the lease is still ours."""
@@ -167,7 +167,7 @@ class Pump:
                 pipe.watch(PUMP_LOCK_KEY, PUMPING_KEY)  # type: ignore[no-untyped-call]
                 if pipe.get(PUMP_LOCK_KEY) != self._owner.encode():
                     return 0  # lease lost: the new holder will enqueue what is in cp:pumping
-                ids = _texts(pipe.lrange(PUMPING_KEY, 0, -1))
+                ids = [text(item) for item in pipe.lrange(PUMPING_KEY, 0, -1)]
                 if not ids:
                     return 0
                 pipe.multi()
@@ -191,7 +191,3 @@ class Pump:
                 return 0
         log.info("pump.enqueued", job_id=job_id, notifications=len(ids))
         return len(ids)
-
-
-def _texts(items: Iterable[Any]) -> list[str]:
-    return [item.decode() if isinstance(item, bytes) else str(item) for item in items]

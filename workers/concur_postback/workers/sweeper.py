@@ -52,11 +52,8 @@ local out = {{}}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', '{PENDING_KEY}', '-inf', ARGV[1], 'LIMIT', 0, ARGV[4])) do
   if redis.call('EXISTS', '{CLAIM_PREFIX}' .. id) == 0 then
     local fields = {{'reason', 'expired: not processed within TOKEN_TTL_SECONDS'}}
-    local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
-    if raw then
-      for _, value in ipairs(record_fields(raw)) do fields[#fields + 1] = value end
-      redis.call('DEL', '{RECORD_PREFIX}' .. id)
-    end
+    record_fields(fields, redis.call('GET', '{RECORD_PREFIX}' .. id))
+    redis.call('DEL', '{RECORD_PREFIX}' .. id)
     fail(id, ARGV[2], ARGV[3], fields)
     out[#out + 1] = id
   end
