@@ -37,6 +37,7 @@ from concur_postback.tokens import generate_key, vault_from_settings
 from tests.processes import kill_leftovers
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CORPUS = FIXTURES / "corpus"  # Concur's documented examples (see its README)
 NOTIFICATION = (FIXTURES / "itinerary_notification.xml").read_bytes()  # the body in Concur's docs
 TOKEN = "tok-Zq8vJ2mX9pL4rT6wY1uE3iO5aS7dF0gH"  # a fake credential the tests hunt for in logs and Redis
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -18,9 +17,7 @@ from concur_postback.concur.subscriptions import concur_message, subscription_pa
 from concur_postback.config import load_settings
 from concur_postback.embedded import free_port
 from concur_postback.errors import HostNotAllowed
-from tests.conftest import TOKEN, Simulator
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "concur-corpus"
+from tests.conftest import CORPUS, TOKEN, Simulator
 
 
 @pytest.fixture
@@ -88,10 +85,7 @@ def test_company_and_path_choices(env: dict[str, str], simulator: Simulator) -> 
 
 
 def corpus(name: str) -> str:
-    path = CORPUS / "errors" / name
-    if not path.is_file():
-        pytest.skip(f"Concur corpus not found at {CORPUS}")
-    return path.read_text()
+    return (CORPUS / "errors" / name).read_text()
 
 
 def test_concur_error_xml_becomes_a_readable_message(env: dict[str, str], simulator: Simulator) -> None:

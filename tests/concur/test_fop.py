@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,8 +11,8 @@ from hypothesis import strategies as st
 
 from concur_postback.concur.fop import BillingAddress, Card, FormOfPayment, SegmentDefault, parse_fop
 from concur_postback.errors import InvalidDocument
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "concur-corpus"
 FOP_CORPUS = CORPUS / "fop"
 PAN_RE = re.compile(rb"(?<!\d)\d{13,19}(?!\d)")
 
@@ -66,8 +65,6 @@ MALFORMED = ["tmc-guide_create-fop_request.xml", "tmc-guide_update-fop_request.x
 
 
 def corpus_file(name: str) -> bytes:
-    if not FOP_CORPUS.is_dir():
-        pytest.skip(f"Concur corpus not found at {FOP_CORPUS} (the shared example payloads are not mounted)")
     return (FOP_CORPUS / name).read_bytes()
 
 
@@ -87,7 +84,6 @@ def dumped(result: FormOfPayment) -> bytes:
 
 
 def test_the_corpus_holds_exactly_the_documents_checked_here() -> None:
-    corpus_file(MALFORMED[0])
     names = {p.name for p in FOP_CORPUS.glob("*.xml")}
     readable = {n for n in names if n.removesuffix(".xml") + ".fixed.xml" not in names}
     assert readable == set(EXPECTED), "a new FOP example appeared: add its values to EXPECTED"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,16 +10,11 @@ import pytest
 from concur_postback.concur.summaries import parse_profile_summaries, parse_trip_summaries
 from concur_postback.errors import InvalidDocument
 from concur_postback.simulator import create_simulator, generate_company
-from tests.conftest import LiveServer, serve_asgi
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "concur-corpus"
+from tests.conftest import CORPUS, LiveServer, serve_asgi
 
 
 def corpus(name: str) -> bytes:
-    path = CORPUS / name
-    if not path.is_file():
-        pytest.skip(f"Concur corpus not found at {CORPUS} (the shared example payloads are not mounted)")
-    return path.read_bytes()
+    return (CORPUS / name).read_bytes()
 
 
 def test_v2_profile_summaries_example() -> None:

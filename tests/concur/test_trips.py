@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -27,21 +26,14 @@ from concur_postback.concur.trips import (
     parse_trip,
 )
 from concur_postback.errors import InvalidDocument
+from tests.conftest import CORPUS, FIXTURES
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "concur-corpus"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "trips"
+TRIPS = CORPUS / "trips"
 NS = "http://www.concursolutions.com/api/travel/trip/2010/06"
 
 
-def corpus_trips() -> Path:
-    trips = CORPUS / "trips"
-    if not trips.is_dir():
-        pytest.skip(f"Concur example corpus not found at {trips} (checked out next to this repository?)")
-    return trips
-
-
 def corpus(name: str) -> bytes:
-    return (corpus_trips() / name).read_bytes()
+    return (TRIPS / name).read_bytes()
 
 
 def trip(name: str) -> Trip:
@@ -93,7 +85,7 @@ def assert_nothing_lost(data: bytes, parsed: Trip) -> None:
 
 def test_every_itinerary_in_the_corpus_parses_and_keeps_every_value() -> None:
     parsed = 0
-    for path in sorted(corpus_trips().glob("*.xml")):
+    for path in sorted(TRIPS.glob("*.xml")):
         data = path.read_bytes()
         name = root_name(data)
         if name is None:
@@ -138,7 +130,7 @@ def test_documents_that_are_not_trip_details_are_refused(name: str, root: str) -
 )
 def test_malformed_originals_are_refused(name: str) -> None:
     assert refusal(corpus(name)) == "malformed_xml"
-    assert (corpus_trips() / name.replace(".xml", ".fixed.xml")).exists()
+    assert (TRIPS / name.replace(".xml", ".fixed.xml")).exists()
 
 
 def test_trip_details_response() -> None:
@@ -373,7 +365,7 @@ def test_records_serialise_with_orjson() -> None:
 
 
 def test_segment_kinds_without_corpus_examples() -> None:
-    data = (FIXTURES / "segments_without_corpus_examples.xml").read_bytes()
+    data = (FIXTURES / "trips" / "segments_without_corpus_examples.xml").read_bytes()
     result = parse_trip(data)
     assert_nothing_lost(data, result)
     [booking] = result.bookings
