@@ -24,9 +24,11 @@ from concur_postback.keys import (
 
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_FAILED_PREFIX = "rq:failed:"
+RQ_INTERMEDIATE_SUFFIX = ":intermediate"
 
-# ARGV: RQ queue key, RQ failed registry key, now. RQ scores a failed job by its expiry (-1: none); an
-# expired one is gone at RQ's next clean-up, so it does not count.
+# ARGV: RQ queue key, RQ failed registry key, now. Queued jobs include those dequeued but not started
+# (RQ's intermediate list). RQ scores a failed job by its expiry (-1: none); an expired one is gone at
+# RQ's next clean-up, so it does not count.
 _DEPTHS = f"""
 local oldest = redis.call('ZRANGE', '{PENDING_KEY}', 0, 0, 'WITHSCORES')
 local sink_retries = 0
@@ -38,7 +40,8 @@ return {{
   redis.call('LLEN', '{INBOX_KEY}') + redis.call('LLEN', '{PUMPING_KEY}'),
   redis.call('ZCARD', '{LEASED_KEY}'), redis.call('ZCARD', '{RETRY_KEY}'),
   redis.call('ZCARD', '{FAILED_KEY}'),
-  redis.call('LLEN', ARGV[1]), redis.call('ZCARD', ARGV[2]) - redis.call('ZCOUNT', ARGV[2], 0, ARGV[3]),
+  redis.call('LLEN', ARGV[1]) + redis.call('LLEN', ARGV[1] .. '{RQ_INTERMEDIATE_SUFFIX}'),
+  redis.call('ZCARD', ARGV[2]) - redis.call('ZCOUNT', ARGV[2], 0, ARGV[3]),
   redis.call('ZCARD', '{DEAD_KEY}'), sink_retries,
 }}
 """
@@ -52,7 +55,7 @@ class Depths:
     in_progress: int  # in a job (or its worker died and its lease has not lapsed yet)
     fetch_retries: int  # waiting for another attempt at Concur
     failed_notifications: int
-    jobs_queued: int
+    jobs_queued: int  # waiting for a worker, or dequeued and not started yet
     jobs_failed: int  # RQ's failed registry (a bug, or a job that timed out)
     dead_letters: int
     sink_retries: int  # deliveries waiting for (or in) a retry, all sinks

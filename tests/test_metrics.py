@@ -44,6 +44,8 @@ def test_queue_depths_are_read_from_redis(redis_url: str, redis: Redis, settings
         redis.zrem(keys.PENDING_KEY, ids[5])
         redis.zadd(keys.FAILED_KEY, {ids[5]: time.time()})
         redis.rpush(depths_module.RQ_QUEUE_PREFIX + settings.queue_name, "job-1", "job-2")
+        # dequeued by a worker, not started yet: still queued
+        redis.rpush(depths_module.RQ_QUEUE_PREFIX + settings.queue_name + ":intermediate", "job-3")
         # RQ scores a failed job by when it expires; an expired one is gone at RQ's next clean-up.
         failed = depths_module.RQ_FAILED_PREFIX + settings.queue_name
         redis.zadd(failed, {"old": time.time() - 10, "new": time.time() + 3600, "kept": -1})
@@ -63,7 +65,7 @@ def test_queue_depths_are_read_from_redis(redis_url: str, redis: Redis, settings
         "in_progress": 1,
         "fetch_retries": 1,
         "failed_notifications": 1,
-        "jobs_queued": 2,
+        "jobs_queued": 3,
         "jobs_failed": 2,
         "dead_letters": 1,
         "sink_retries": 3,

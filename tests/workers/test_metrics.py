@@ -25,7 +25,7 @@ from concur_postback import metrics
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.config import Settings
-from concur_postback.depths import RQ_FAILED_PREFIX, RQ_QUEUE_PREFIX
+from concur_postback.depths import RQ_FAILED_PREFIX, RQ_INTERMEDIATE_SUFFIX, RQ_QUEUE_PREFIX
 from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, RetryableFetch, SinkError
 from concur_postback.events import Event, build_event
@@ -244,3 +244,4 @@ def test_the_depths_read_rqs_own_keys(redis: Redis) -> None:
     queue = Queue("some-queue", connection=redis)
     assert queue.key == RQ_QUEUE_PREFIX + "some-queue"
     assert FailedJobRegistry(queue=queue).key == RQ_FAILED_PREFIX + "some-queue"
+    assert queue.intermediate_queue_key == queue.key + RQ_INTERMEDIATE_SUFFIX

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,13 +12,14 @@ from redis import Redis
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
 from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
-from concur_postback.keys import COALESCE_PREFIX, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
+from concur_postback.keys import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import generate_key
 from concur_postback.workers.failed import list_failed, requeue
+from concur_postback.workers.jobs import process_notifications
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import MAINTENANCE_LOCK_SECONDS, job_queue, run_worker
 from tests.conftest import TOKEN, CapturedLogs, Simulator, profiles, store
-from tests.workers.conftest import Pipeline
+from tests.workers.conftest import Pipeline, lease
 
 
 def test_burst_worker_processes_everything_and_status_follows(
@@ -92,3 +94,31 @@ def test_a_worker_killed_while_cleaning_registries_blocks_recovery_for_a_minute_
     assert queue.acquire_maintenance_lock()  # ... and the worker dies here, never releasing it
     assert 0 < redis.ttl(queue.registry_cleaning_key) <= MAINTENANCE_LOCK_SECONDS <= 60
     assert not queue.acquire_maintenance_lock()  # still one cleaner at a time
+
+
+def test_a_job_stranded_between_dequeue_and_start_is_put_back_not_failed(
+    pipeline: Pipeline, redis: Redis
+) -> None:
+    """A worker stopped right after BLMOVE (a SIGTERM while idle, a Redis restart eating the reply)
+    leaves its job in RQ's intermediate list. RQ would fail it after a minute (a failed job in
+    `status` for a week); the next clean-up after the grace period queues it again instead."""
+    stranded, other = (record.id for record in store(redis, pipeline.settings, profiles(2)))
+    redis.lrem(INBOX_KEY, 0, stranded)
+    lease(redis, stranded)  # the pump gave it to a job ...
+    queue = job_queue(redis, pipeline.settings)
+    job = queue.enqueue(process_notifications, [stranded], result_ttl=60)
+    assert redis.lmove(queue.key, queue.intermediate_queue_key) == job.id.encode()  # ... whose worker died
+    assert collect(redis, pipeline.settings.queue_name)["jobs"]["queued"] == 1  # status still shows it
+
+    queue.intermediate_queue.cleanup(None, queue)  # first sight: a live worker may be about to start it
+    assert redis.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+    first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
+    redis.set(first_seen, time.time() - pipeline.settings.worker_heartbeat_ttl_seconds - 1)  # time passes
+
+    pipeline.work()  # the worker's start-up clean-up puts it back first, then works both jobs
+
+    assert sorted(event["notification_id"] for event in pipeline.events()) == sorted([stranded, other])
+    status = collect(redis, pipeline.settings.queue_name)
+    assert status["jobs"] == {"queued": 0, "started": 0, "failed": 0} and status["pending"] == 0
+    assert 0 < redis.ttl(job.key) <= 60  # finished, expiring: nothing of it stays in Redis
+    assert redis.exists(first_seen) == 0

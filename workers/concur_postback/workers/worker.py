@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
@@ -42,18 +43,60 @@ BURST_LINGER_SECONDS = 1.0
 
 
 class JobQueue(Queue):
-    """RQ's queue, with a registry clean-up lock that lapses after a minute instead of RQ's 899 s.
+    """RQ's queue, with a registry clean-up lock that lapses after a minute instead of RQ's 899 s, and
+    jobs stranded between dequeue and start put back instead of failed.
 
     One worker at a time cleans the registries (re-queues abandoned jobs) under that lock; a worker
     killed while it held the lock would otherwise stop every abandoned job from returning for 15 min.
     """
 
+    start_grace_seconds = 30  # how long a dequeued job may take to start before it counts as stranded
+
     def acquire_maintenance_lock(self) -> bool:
         return bool(self.connection.set(self.registry_cleaning_key, 1, nx=True, ex=MAINTENANCE_LOCK_SECONDS))
 
+    @property
+    def intermediate_queue(self) -> IntermediateQueue:
+        return DequeuedJobs(self.key, self.connection, self.start_grace_seconds)
+
+
+class DequeuedJobs(IntermediateQueue):
+    """RQ's list of jobs a worker has dequeued (BLMOVE) but not yet started.
+
+    A job stays stranded here when its worker stops in between: a SIGTERM to an idle worker raises in
+    that gap, and a Redis restart can swallow BLMOVE's reply. RQ fails such a job after a minute, so
+    `status` would show a failed job for a week although nothing failed. Here it goes back to the head
+    of the queue once it has sat here unstarted for the grace period; running it twice is harmless,
+    as claims skip notifications another job has finished.
+    """
+
+    def __init__(self, queue_key: str, connection: Redis, grace_seconds: int) -> None:
+        super().__init__(queue_key, connection)
+        self.grace_seconds = grace_seconds
+
+    def cleanup(self, worker: Any, queue: Queue) -> None:
+        entries = queue.started_job_registry.get_job_and_execution_ids(cleanup=False)
+        started = {job_id for job_id, _ in entries}
+        for job_id in self.get_job_ids():
+            if job_id in started or self.set_first_seen(job_id):
+                continue  # started since, or seen for the first time now
+            first_seen = self.get_first_seen(job_id)
+            if first_seen is not None and time.time() - first_seen.timestamp() < self.grace_seconds:
+                continue
+            job = queue.fetch_job(job_id)
+            with self.connection.pipeline() as pipe:
+                if job is not None:  # first: RQ starts the transaction itself (MULTI)
+                    queue.enqueue_job(job, pipeline=pipe, at_front=True)
+                pipe.lrem(self.key, 1, job_id)
+                pipe.delete(self.get_first_seen_key(job_id))
+                pipe.execute()
+            log.warning("worker.stranded_job_requeued", job_id=job_id, found=job is not None)
+
 
 def job_queue(redis: Redis, settings: Settings) -> Queue:
-    return JobQueue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    queue = JobQueue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    queue.start_grace_seconds = settings.worker_heartbeat_ttl_seconds
+    return queue
 
 
 def make_pump(redis: Redis, settings: Settings) -> Pump:
