@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from concur_postback.concur.notification import mask
+from concur_postback.concur.redaction import mask
 
 # Next to this module (importlib.resources does not read namespace packages such as this one).
 _DATA = Path(__file__).resolve().parent / "simulator_data"

@@ -14,7 +14,9 @@ from enum import StrEnum
 from urllib.parse import parse_qsl
 
 from concur_postback.concur.hosts import TRIP_ID_RE, HostPolicy
-from concur_postback.concur.xml import child_texts, local_name, parse_document
+from concur_postback.concur.reader import VERBATIM, read, text
+from concur_postback.concur.redaction import mask
+from concur_postback.concur.xml import XmlNode, local_name, parse_document
 from concur_postback.errors import InvalidPostback
 
 _TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")  # visible ASCII, no spaces (\Z: `$` admits a final "\n")
@@ -74,15 +76,26 @@ class Postback:
     itinerary: ItineraryNotification | None = None
 
 
-def mask(secret: str) -> str:
-    """Mask a secret to its last four characters (the project-wide rule for tokens and card numbers)."""
-    return "****" + secret[-4:] if len(secret) > 8 else "****"
+@dataclass(frozen=True, kw_only=True)
+class _Sent:
+    """The `<Notification>` children as sent, verbatim: identifiers to fetch by, not event text."""
+
+    object_type: str | None = text("ObjectType")
+    object_uri: str | None = text("ObjectURI")
+    trip_id: str | None = text("TripId")
+    event_type: str | None = text("EventType")
+    event_time: str | None = text("EventDateTime")
+    context: str | None = text("Context")
 
 
 def parse_query(query_string: bytes) -> dict[str, str]:
-    """Return the known parameters, refusing duplicates (a smuggling vector) and bad encodings."""
+    """Return the known parameters, refusing duplicates (a smuggling vector) and bad encodings.
+
+    A ``+`` is a literal ``+``, not a space: Concur sends logins (``cm+travel@example.com``) and
+    base64-like tokens unencoded, and none of these values can hold a space.
+    """
     try:
-        text = query_string.decode("ascii")
+        text = query_string.decode("ascii").replace("+", "%2B")
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise InvalidPostback("invalid_query", "query string cannot be decoded") from None
@@ -117,15 +130,14 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
         raise InvalidPostback(
             "unexpected_document", f"expected <Notification>, got <{local_name(root)[:64]}>"
         )
-    fields = child_texts(root)
-    object_type = fields.get("ObjectType")
-    if object_type is not None and object_type.upper() != "ITINERARY":
+    sent = read(_Sent, XmlNode(root), VERBATIM)
+    if sent.object_type is not None and sent.object_type.upper() != "ITINERARY":
         raise InvalidPostback("object_type_mismatch", "ObjectType must be ITINERARY for type=Itinerary")
-    object_uri = fields.get("ObjectURI")
+    object_uri = sent.object_uri
     if not object_uri:
         raise InvalidPostback("missing_field", "ObjectURI is required")
     uri_trip_id = policy.trip_id_from_uri(object_uri)
-    trip_id = fields.get("TripId") or uri_trip_id
+    trip_id = sent.trip_id or uri_trip_id
     if trip_id != uri_trip_id:
         raise InvalidPostback("trip_id_mismatch", "TripId does not match the trip in ObjectURI")
     if not TRIP_ID_RE.match(trip_id):
@@ -133,9 +145,9 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
     return ItineraryNotification(
         object_uri=object_uri,
         trip_id=trip_id,
-        event_type=_event_type(fields.get("EventType")),
-        event_time=_event_time(fields.get("EventDateTime")),
-        context=(fields.get("Context") or None),
+        event_type=_event_type(sent.event_type),
+        event_time=_event_time(sent.event_time),
+        context=sent.context,
     )
 
 

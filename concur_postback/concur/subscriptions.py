@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lxml import etree
+
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.notification import OAuthToken
-from concur_postback.concur.xml import local_name, parse_document
+from concur_postback.concur.reader import VERBATIM, read, text
+from concur_postback.concur.xml import XmlNode, local_name, parse_document
 from concur_postback.config import Settings
 from concur_postback.errors import ConcurPostbackError, FetchError, InvalidDocument
 
@@ -49,6 +52,12 @@ def subscription_path(settings: Settings, action: str, company: bool, path: str 
     return base
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ResponseMessage:
+    code: str | None = text("Code")
+    message: str | None = text("Message")
+
+
 def concur_message(body: bytes) -> str | None:
     """Concur's `<Error><Message>` (or `TravelProfileResponseMessage`) as one readable line."""
     try:
@@ -56,15 +65,11 @@ def concur_message(body: bytes) -> str | None:
     except InvalidDocument:
         return None
     messages: list[str] = []
-    for element in root.iter():
-        if not isinstance(element.tag, str) or local_name(element) != "TravelProfileResponseMessage":
-            continue
-        fields = {
-            local_name(child): (child.text or "").strip() for child in element if isinstance(child.tag, str)
-        }
-        text = " ".join(part for part in (fields.get("Code"), fields.get("Message")) if part)
-        if text:
-            messages.append(text)
+    for element in root.iter(etree.Element):
+        if local_name(element).lower() == "travelprofileresponsemessage":
+            said = read(_ResponseMessage, XmlNode(element), VERBATIM)
+            if text := " ".join(part for part in (said.code, said.message) if part):
+                messages.append(text)
     if not messages:
         for element in root.iter():
             if isinstance(element.tag, str) and local_name(element) == "Message":

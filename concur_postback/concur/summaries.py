@@ -16,13 +16,14 @@ use ``Paging.total_pages`` only to know when to stop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from lxml import etree
 
-from concur_postback.concur.xml import local_name, parse_document
+from concur_postback.concur.reader import VERBATIM, count, read, text
+from concur_postback.concur.xml import XmlNode, local_name, parse_document
 from concur_postback.errors import InvalidDocument
 
 T = TypeVar("T")
@@ -32,13 +33,28 @@ TRIP_SUMMARY_PATH = "/api/travel/trip/v1.1/"
 PROFILE_PAGE_MAX = 200  # documented maximum (and default) of ItemsPerPage for profile summaries
 
 
-@dataclass(frozen=True)
+def _squeeze(value: str | None) -> str:
+    """Values the docs wrap over several lines (ids, URLs): whitespace inside is not part of them."""
+    return "".join(value.split()) if value else ""
+
+
+def normalise_time(value: str | None) -> str | None:
+    """ISO 8601 as the notification parser normalises EventDateTime (so dedup keys agree)."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Paging:
-    total_pages: int | None
-    total_items: int | None
-    page: int | None
-    items_per_page: int | None
-    next_page_url: str | None
+    total_pages: int | None = count("TotalPages")
+    total_items: int | None = count("TotalItems")
+    page: int | None = count("Page", "CurrentPage")
+    items_per_page: int | None = count("ItemsPerPage")
+    next_page_url: str | None = text("NextPageURL")  # whitespace inside squeezed out by `_paging`
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,23 @@ class TripSummary:
     login_id: str | None
     last_modified: str | None
     name: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ProfileSummarySent:
+    login_id: str | None = text("LoginID")
+    xml_sync_id: str | None = text("XmlProfileSyncID")
+    status: str | None = text("Status")
+    last_modified: str | None = text("ProfileLastModifiedUTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TripSummarySent:
+    trip_id: str | None = text("TripId")
+    uri: str | None = text("id")
+    login_id: str | None = text("UserLoginId")
+    last_modified: str | None = text("DateModifiedUtc")
+    name: str | None = text("TripName")
 
 
 @dataclass(frozen=True)
@@ -78,18 +111,10 @@ def parse_profile_summaries(data: bytes) -> SummaryPage[ProfileSummary]:
         )
     items = []
     for element in _descendants(root, "profilesummary"):
-        fields = _texts(element)
-        login = fields.get("loginid")
-        if not login:
-            continue
-        items.append(
-            ProfileSummary(
-                login_id=login,
-                xml_sync_id=fields.get("xmlprofilesyncid") or None,
-                status=fields.get("status") or None,
-                last_modified=normalise_time(fields.get("profilelastmodifiedutc")),
-            )
-        )
+        sent = read(_ProfileSummarySent, XmlNode(element), VERBATIM)
+        if sent.login_id:
+            last_modified = normalise_time(sent.last_modified)
+            items.append(ProfileSummary(sent.login_id, sent.xml_sync_id, sent.status, last_modified))
     return SummaryPage(items, _paging(root))
 
 
@@ -103,47 +128,22 @@ def parse_trip_summaries(data: bytes) -> SummaryPage[TripSummary]:
         )
     items = []
     for element in _descendants(root, "itineraryinfo"):
-        fields = _texts(element)
-        trip_id = _squeeze(fields.get("tripid"))
-        uri = _squeeze(fields.get("id"))
+        sent = read(_TripSummarySent, XmlNode(element), VERBATIM)
+        trip_id, uri = _squeeze(sent.trip_id), _squeeze(sent.uri)
         if not trip_id and uri:
             trip_id = uri.rstrip("/").rpartition("/")[2]
-        if not trip_id:
-            continue
-        items.append(
-            TripSummary(
-                trip_id=trip_id,
-                uri=uri or None,
-                login_id=fields.get("userloginid") or None,
-                last_modified=normalise_time(fields.get("datemodifiedutc")),
-                name=fields.get("tripname") or None,
-            )
-        )
+        if trip_id:
+            last_modified = normalise_time(sent.last_modified)
+            items.append(TripSummary(trip_id, uri or None, sent.login_id, last_modified, sent.name))
     return SummaryPage(items, _paging(root) if name != "itineraryinfolist" else None)
-
-
-def normalise_time(value: str | None) -> str | None:
-    """ISO 8601 as the notification parser normalises EventDateTime (so dedup keys agree)."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        return None
 
 
 def _paging(root: etree._Element) -> Paging | None:
     found = _descendants(root, "paging")
     if not found:
         return None
-    fields = _texts(found[0])
-    return Paging(
-        total_pages=_int(fields.get("totalpages")),
-        total_items=_int(fields.get("totalitems")),
-        page=_int(fields.get("page") or fields.get("currentpage")),
-        items_per_page=_int(fields.get("itemsperpage")),
-        next_page_url=_squeeze(fields.get("nextpageurl")) or None,
-    )
+    paging = read(Paging, XmlNode(found[0]), VERBATIM)
+    return replace(paging, next_page_url=_squeeze(paging.next_page_url) or None)
 
 
 def _lower(element: etree._Element) -> str:
@@ -152,24 +152,3 @@ def _lower(element: etree._Element) -> str:
 
 def _descendants(root: etree._Element, name: str) -> list[etree._Element]:
     return [element for element in root.iter(etree.Element) if _lower(element) == name]
-
-
-def _texts(element: etree._Element) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    for child in element.iterchildren(etree.Element):
-        key = _lower(child)
-        if key not in texts:
-            texts[key] = "".join(map(str, child.itertext())).strip()
-    return texts
-
-
-def _squeeze(value: str | None) -> str:
-    """Values the docs wrap over several lines (ids, URLs): whitespace inside is not part of them."""
-    return "".join(value.split()) if value else ""
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None

@@ -1,191 +1,37 @@
-"""Segments of an Itinerary v1.1 booking (`Booking/Segments/*`), and how trip records are read.
+"""Segments of an Itinerary v1.1 booking (`Booking/Segments/*`), and the charges and seats they hold.
 
-Every field is declared once, next to the element it comes from (``vendor = text("Vendor")``), and
-one function, `read`, fills any record from its element. Nine segment kinds share most of their
-fields, so a reader per kind would be nine copies of the same forty lines; here a new field is one
-line. Field names follow ``ItinServices_Public_0.xsd`` (a field list, not an oracle: the examples
-carry elements it lacks, which land in ``extra``).
-
-Values stay as Concur sent them, stripped: dates and amounts are text (no float rounding, no
-guessing at zones). Counts become ``int`` and flags ``bool`` only when they parse; otherwise the raw
-text goes to ``extra``, with every element and attribute nobody declared, so nothing is lost.
+Every field is declared once, next to the element it comes from (``vendor = text("Vendor")``; see
+`reader`). Nine segment kinds share most of their fields, so a record per kind adds only what that
+kind has. Field names follow ``ItinServices_Public_0.xsd`` (a field list, not an oracle: the
+examples carry elements it lacks, which land in ``extra``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import Field, dataclass, field, fields
-from functools import partial
-from typing import Any, ClassVar, Protocol, TypeVar
+from dataclasses import dataclass, field
 
-from lxml import etree
-
-from concur_postback.concur.documents import (
+from concur_postback.concur.reader import (
     JSON,
-    Fields,
-    add_value,
-    element_data,
-    local_attr,
-    scrub_card_numbers,
-    to_bool,
+    Node,
+    Redaction,
+    count,
+    element_kind,
+    flag,
+    read,
+    records,
+    text,
 )
-from concur_postback.concur.xml import local_name
 
-_READER = "concur.reader"  # dataclass field metadata key: how the field is read from its element
-# Known element kinds spelled as the XSD does, so `kind` is stable whatever case Concur sends.
-_KINDS = {
-    name.lower(): name
-    for name in (
-        *("Air", "Car", "Hotel", "Rail", "Dining", "Ride", "Parking", "Event", "Travel"),
-        *("Fixed", "Percent", "Rate", "RateWithAllowance", "FrequentFlyer", "RailProgram"),
-    )
-}
-
-
-class _Record(Protocol):
-    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
-
-
-R = TypeVar("R", bound=_Record)
-Leftovers = dict[str, JSON]  # values read but not representable in their field, kept for ``extra``
-Reader = Callable[[Fields, Leftovers], object]
-
-
-def read(cls: type[R], element: etree._Element) -> R:
-    """Fill the record ``cls`` from ``element``: declared fields first, then all the rest into extra."""
-    found = Fields(element)
-    leftovers: Leftovers = {}
-    values: dict[str, object] = {
-        spec.name: spec.metadata[_READER](found, leftovers)
-        for spec in fields(cls)
-        if _READER in spec.metadata
-    }
-    extra = found.extra()
-    own_text = (element.text or "").strip()
-    if own_text:
-        extra["#text"] = scrub_card_numbers(own_text)
-    for name, value in leftovers.items():
-        add_value(extra, name, value)
-    values["extra"] = extra
-    return cls(**values)
-
-
-def _declared(function: Reader) -> Any:
-    """A field filled by ``function(fields, leftovers)``; None when the element is absent."""
-    return field(default=None, metadata={_READER: function})
-
-
-def text(*names: str) -> Any:
-    """Stripped text of the first child named any of ``names`` (None when absent or empty)."""
-    return _declared(partial(_text, names))
-
-
-def count(*names: str) -> Any:
-    """A whole number; text that is not one (``1.5``, ``n/a``) is kept in extra instead."""
-    return _declared(partial(_parsed, names, _to_int))
-
-
-def flag(*names: str) -> Any:
-    """A boolean (true/false, 1/0, Y/N); anything else is kept in extra instead."""
-    return _declared(partial(_parsed, names, to_bool))
-
-
-def element_kind() -> Any:
-    """The element's own name, e.g. ``Air`` or ``RateWithAllowance``: what kind of record this is."""
-    return field(default="", metadata={_READER: _kind})
-
-
-def records(cls: type[_Record], container: str, *item_names: str, bare: bool = False) -> dict[str, Reader]:
-    """Metadata of a list field, ``field(default_factory=list, metadata=records(...))``: one ``cls`` per
-    child of each ``container`` element named any of ``item_names`` (any name when none are given).
-    With ``bare``, items found directly in the record, without the container, count too."""
-    return items(partial(read, cls), container, *item_names, bare=bare)
-
-
-def items(
-    make: Callable[[etree._Element], object], container: str, *item_names: str, bare: bool = False
-) -> dict[str, Reader]:
-    """Like `records`, with ``make`` choosing the record for each element (segments: by kind)."""
-    return {_READER: partial(_items, make, container, {n.lower() for n in item_names}, bare=bare)}
-
-
-def _text(names: tuple[str, ...], found: Fields, leftovers: Leftovers) -> str | None:
-    elements = found.all(*names)
-    if not elements:
-        return None
-    first = _joined(elements[0])
-    for element in elements:
-        # A repeated element that disagrees, or one that came with structure, must not vanish silently.
-        if len(element) or _joined(element) != first:
-            add_value(leftovers, local_name(element), element_data(element))
-    return first
-
-
-def _parsed(
-    names: tuple[str, ...], parse: Callable[[str], object], found: Fields, leftovers: Leftovers
-) -> object:
-    raw = _text(names, found, leftovers)
-    value = None if raw is None else parse(raw)
-    if raw is not None and value is None:
-        add_value(leftovers, local_name(found.all(*names)[0]), scrub_card_numbers(raw))
-    return value
-
-
-def _items(
-    make: Callable[[etree._Element], object],
-    container: str,
-    item_names: set[str],
-    found: Fields,
-    leftovers: Leftovers,
-    *,
-    bare: bool,
-) -> list[object]:
-    made: list[object] = []
-    for element in found.all(container, *(item_names if bare else ())):
-        if local_name(element).lower() != container.lower():  # a bare item
-            made.append(make(element))
-            continue
-        for child in _children(element, leftovers):
-            if item_names and local_name(child).lower() not in item_names:  # kept, not mislabelled
-                add_value(leftovers, local_name(element), {local_name(child): element_data(child)})
-            else:
-                made.append(make(child))
-    return made
-
-
-def _children(container: etree._Element, leftovers: Leftovers) -> Iterator[etree._Element]:
-    """A list container's elements; its own text or attributes (never sent, but) go to leftovers."""
-    stray: dict[str, JSON] = {
-        f"@{local_attr(str(k))}": scrub_card_numbers(str(v)) for k, v in container.attrib.items()
-    }
-    own_text = (container.text or "").strip()
-    if own_text:
-        stray["#text"] = scrub_card_numbers(own_text)
-    if stray:
-        add_value(leftovers, local_name(container), stray)
-    return container.iterchildren(etree.Element)
-
-
-def _kind(found: Fields, leftovers: Leftovers) -> str:
-    name = local_name(found.element)
-    return _KINDS.get(name.lower(), name)
-
-
-def _joined(element: etree._Element) -> str | None:
-    return "".join(map(str, element.itertext())).strip() or None
-
-
-def _to_int(raw: str) -> int | None:
-    digits = raw.removeprefix("-")
-    # ASCII digits only (int() also takes "1_0" and other scripts), and short enough to be a count.
-    return int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
+# Known kinds spelled as the XSD does, so `kind` is stable whatever case Concur sends.
+SEGMENT_NAMES = ("Air", "Car", "Hotel", "Rail", "Dining", "Ride", "Parking", "Event", "Travel")
+CHARGE_NAMES = ("Fixed", "Percent", "Rate", "RateWithAllowance")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Charge:
     """One `Charges/*` entry; ``kind`` is Fixed, Percent, Rate or RateWithAllowance."""
 
-    kind: str = element_kind()
+    kind: str = element_kind(*CHARGE_NAMES)
     amount: str | None = text("Amount")
     currency: str | None = text("Currency")
     description: str | None = text("Description")
@@ -219,7 +65,7 @@ class BaseSegment:
     ``number`` is the flight or train number.
     """
 
-    kind: str = element_kind()
+    kind: str = element_kind(*SEGMENT_NAMES)
     vendor: str | None = text("Vendor")
     vendor_name: str | None = text("VendorName")
     confirmation_number: str | None = text("ConfirmationNumber")
@@ -249,14 +95,14 @@ class BaseSegment:
     end_postal_code: str | None = text("EndPostalCode")
     number: str | None = text("FlightNumber", "TrainNumber")
     class_of_service: str | None = text("ClassOfService")
-    seats: list[Seat] = field(default_factory=list, metadata=records(Seat, "Seats", "AirSeat", "RailSeat"))
+    seats: list[Seat] = records(Seat, "Seats", "AirSeat", "RailSeat")
     num_persons: int | None = count("NumPersons")
     phone_number: str | None = text("PhoneNumber")
     currency: str | None = text("Currency")
     daily_rate: str | None = text("DailyRate")
     total_rate: str | None = text("TotalRate")
     rate_code: str | None = text("RateCode")
-    charges: list[Charge] = field(default_factory=list, metadata=records(Charge, "Charges"))
+    charges: list[Charge] = records(Charge, "Charges")
     is_preferred_vendor: bool | None = flag("IsPreferredVendor")
     notes: str | None = text("Notes")
 
@@ -409,6 +255,6 @@ SEGMENT_KINDS: dict[str, type[Segment]] = {
 }
 
 
-def read_segment(element: etree._Element) -> Segment:
+def read_segment(node: Node, redaction: Redaction) -> Segment:
     """The record for one `Segments` child, chosen by its name; an unknown kind is kept, not dropped."""
-    return read(SEGMENT_KINDS.get(local_name(element).lower(), UnknownSegment), element)
+    return read(SEGMENT_KINDS.get(node.name.lower(), UnknownSegment), node, redaction)

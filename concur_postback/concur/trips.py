@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from concur_postback.concur.documents import JSON, parse
+from concur_postback.concur.reader import JSON, count, element_kind, flag, items, read, records, text
 from concur_postback.concur.trip_segments import (
     SEGMENT_KINDS,
     AirSegment,
@@ -29,15 +29,9 @@ from concur_postback.concur.trip_segments import (
     Segment,
     TravelSegment,
     UnknownSegment,
-    count,
-    element_kind,
-    flag,
-    items,
-    read,
     read_segment,
-    records,
-    text,
 )
+from concur_postback.concur.xml import parse
 
 __all__ = [
     "SEGMENT_KINDS",
@@ -67,7 +61,7 @@ __all__ = [
 class TravelerProgram:
     """A passenger's `FrequentFlyer` or `RailProgram` (``kind``) membership."""
 
-    kind: str = element_kind()
+    kind: str = element_kind("FrequentFlyer", "RailProgram")
     program_vendor: str | None = text("ProgramVendor")
     airline_vendor: str | None = text("AirlineVendor")
     number: str | None = text("FrequentFlyerNumber", "ProgramNumber")
@@ -85,9 +79,8 @@ class Passenger:
     name_suffix: str | None = text("NameSuffix")
     name_title: str | None = text("NameTitle")
     text_name: str | None = text("TextName")
-    programs: list[TravelerProgram] = field(
-        default_factory=list,
-        metadata=records(TravelerProgram, "FrequentTravelerPrograms", "FrequentFlyer", "RailProgram"),
+    programs: list[TravelerProgram] = records(
+        TravelerProgram, "FrequentTravelerPrograms", "FrequentFlyer", "RailProgram"
     )
     extra: dict[str, JSON] = field(default_factory=dict)
 
@@ -107,11 +100,9 @@ class Booking:
     passenger_count: int | None = count("PassengerCount")
     form_of_payment_name: str | None = text("FormOfPaymentName")
     form_of_payment_type: str | None = text("FormOfPaymentType")
-    passengers: list[Passenger] = field(
-        default_factory=list, metadata=records(Passenger, "Passengers", "Passenger")
-    )
-    segments: list[Segment] = field(default_factory=list, metadata=items(read_segment, "Segments"))
-    charges: list[Charge] = field(default_factory=list, metadata=records(Charge, "Charges"))
+    passengers: list[Passenger] = records(Passenger, "Passengers", "Passenger")
+    segments: list[Segment] = items(read_segment, "Segments")
+    charges: list[Charge] = records(Charge, "Charges")
     extra: dict[str, JSON] = field(default_factory=dict)
 
 
@@ -146,10 +137,13 @@ class Trip:
     project_name: str | None = text("ProjectName")
     travel_request_id: str | None = text("TravelRequestId")
     # Usually `Bookings/Booking`; the booking POST's response puts `Booking` right under `Itinerary`.
-    bookings: list[Booking] = field(
-        default_factory=list, metadata=records(Booking, "Bookings", "Booking", bare=True)
-    )
+    bookings: list[Booking] = records(Booking, "Bookings", "Booking")
     extra: dict[str, JSON] = field(default_factory=dict)
+
+    @property
+    def login_id(self) -> str | None:
+        """Whose trip this is, named as the profile and FOP records name it (events key on it)."""
+        return self.user_login_id
 
 
 def parse_trip(data: bytes) -> Trip:

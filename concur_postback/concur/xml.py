@@ -1,17 +1,22 @@
-"""Hardened XML parsing shared by every Concur document we read.
+"""Hardened XML parsing shared by every Concur document we read, and its nodes as `reader` sees them.
 
 lxml with DTDs, entity expansion and network access off, and libxml2's limits on (depth, text size)
 left on. A document that declares a DOCTYPE is refused outright: Concur never sends one, and it is the
 carrier of XXE and billion-laughs attacks.
+
+Concur's documents are inconsistent (namespaces present, absent or http vs https; `preferPool` vs
+`PreferPool`), so `XmlNode` finds children and attributes by local name without regard to case.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from lxml import etree
 
-from concur_postback.errors import InvalidInput, InvalidPostback
+from concur_postback.concur.reader import JSON, Leaf, Node, add_value
+from concur_postback.errors import InvalidDocument, InvalidInput, InvalidPostback
 
 _local = threading.local()
 
@@ -57,15 +62,115 @@ def local_name(element: etree._Element) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def child_texts(element: etree._Element) -> dict[str, str]:
-    """Map each child element's local name to its text (stripped); the first occurrence wins."""
-    texts: dict[str, str] = {}
-    for child in element.iterchildren(etree.Element):
-        name = local_name(child)
-        if name not in texts:
-            text = child.text if len(child) == 0 else "".join(map(str, child.itertext()))
-            texts[name] = (text or "").strip()
-    return texts
+# Concur's documents nest about ten levels deep. ``extra`` mirrors what a model does not know level for
+# level, and orjson serialises at most 255 levels (an event fails to serialise well before libxml2's own
+# limit of 256 document levels), so deeper documents are refused here, where the reason can be read.
+MAX_DEPTH = 64
+_TOO_DEEP = "boolean(/*" + "/*" * MAX_DEPTH + ")"  # an element below MAX_DEPTH levels
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+
+
+def parse(data: bytes, *roots: str) -> XmlNode:
+    """Parse a fetched document; InvalidDocument if it is malformed, nested deeper than MAX_DEPTH, or its
+    root is none of ``roots``."""
+    root = parse_document(data, InvalidDocument)
+    if root.xpath(_TOO_DEEP):
+        raise InvalidDocument("malformed_xml", f"nested deeper than {MAX_DEPTH} levels")
+    name = local_name(root)
+    if roots and name.lower() not in {r.lower() for r in roots}:
+        expected = " or ".join(f"<{r}>" for r in roots)
+        raise InvalidDocument("unexpected_document", f"expected {expected}, got <{name[:64]}>")
+    return XmlNode(root)
+
+
+class XmlNode:
+    """An element for `reader.read`: children and attributes by local name, any case, each taken once."""
+
+    __slots__ = ("_attributes", "_children", "_element", "_own_text_taken", "_taken", "name")
+
+    def __init__(self, element: etree._Element) -> None:
+        self._element = element
+        self.name = local_name(element)
+        self._children: dict[str, list[etree._Element]] | None = None  # built at the first lookup
+        self._attributes = {
+            str(key).rpartition("}")[2]: str(value).strip() for key, value in element.attrib.items()
+        }
+        self._taken: set[str] = set()
+        self._own_text_taken = False
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def take(self, names: Iterable[str]) -> list[Node]:
+        found: list[Node] = []
+        elements: list[etree._Element] = []
+        for name in names:
+            key = name.lower()
+            self._taken |= {key, "@" + key}
+            found += [Leaf(k, v, "@" + k) for k, v in self._attributes.items() if k.lower() == key]
+            elements += self._index().get(key, [])
+        if len(elements) > 1:
+            elements.sort(key=_position)
+        return found + [XmlNode(element) for element in elements]
+
+    def children(self) -> list[Node]:
+        self._taken.update(self._index())
+        return [XmlNode(child) for child in self._element.iterchildren(etree.Element)]
+
+    def names(self) -> set[str]:
+        return {"@" + key.lower() for key in self._attributes} | self._index().keys()
+
+    def text(self) -> str | None:
+        if len(self._element) == 0:
+            return (self._element.text or "").strip() or None
+        # Spaced: joined, "4111111111111111" and "1" from two children would hide a card number.
+        parts = (str(part).strip() for part in self._element.itertext())
+        return " ".join(part for part in parts if part) or None
+
+    def own_text(self) -> str | None:
+        self._own_text_taken = True
+        if len(self._element) == 0:
+            return self.text()
+        return (self._element.text or "").strip() or None
+
+    def structured(self) -> bool:
+        if len(self._element):
+            return True
+        return any(not str(key).startswith(_XSI) for key in self._element.attrib)
+
+    def data(self) -> JSON:
+        if not self._attributes and len(self._element) == 0:
+            return self.text() or ""
+        return self._plain(taken=set(), own_text_taken=False)
+
+    def rest(self) -> dict[str, JSON]:
+        return self._plain(self._taken, self._own_text_taken)
+
+    def _plain(self, taken: set[str], own_text_taken: bool) -> dict[str, JSON]:
+        data: dict[str, JSON] = {
+            f"@{key}": value for key, value in self._attributes.items() if "@" + key.lower() not in taken
+        }
+        for child in self._element.iterchildren(etree.Element):
+            name = local_name(child)
+            if name.lower() not in taken:
+                add_value(data, name, XmlNode(child).data())
+        own = (self._element.text or "").strip()
+        if own and not own_text_taken:
+            data["#text"] = own
+        return data
+
+    def _index(self) -> dict[str, list[etree._Element]]:
+        if self._children is None:
+            self._children = {}
+            for child in self._element.iterchildren(etree.Element):
+                self._children.setdefault(local_name(child).lower(), []).append(child)
+        return self._children
+
+
+def _position(element: etree._Element) -> int:
+    parent = element.getparent()
+    return parent.index(element) if parent is not None else 0
 
 
 def _first_line(exc: Exception) -> str:

@@ -36,7 +36,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import FinishedJobRegistry
 
-from concur_postback.concur.notification import mask
+from concur_postback.concur.redaction import mask
 from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
 from concur_postback.simulator import TEMPLATES

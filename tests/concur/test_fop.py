@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from concur_postback.concur.fop import BillingAddress, Card, FormOfPayment, SegmentDefault, parse_fop
 from concur_postback.errors import InvalidDocument
+from tests.cards import non_card_runs, spelled_card_numbers, surrounding
 from tests.conftest import CORPUS
 
 FOP_CORPUS = CORPUS / "fop"
@@ -119,8 +120,10 @@ def test_v2_card_reads_every_documented_field() -> None:
             name_on_card="Concur Developer",
             usage_type="Business",
             is_corporate=False,
-            segments=[SegmentDefault(kind, default=False) for kind in ("Air", "Hotel", "Car", "Rail")],
-            billing_address=BillingAddress("123 Home St", "Bellevue", "WA", "98006", "US"),
+            segments=[SegmentDefault(type=kind, default=False) for kind in ("Air", "Hotel", "Car", "Rail")],
+            billing_address=BillingAddress(
+                street="123 Home St", city="Bellevue", state="WA", postal_code="98006", country="US"
+            ),
         )
     ]
 
@@ -224,7 +227,7 @@ def test_unknown_elements_and_attributes_land_in_extra() -> None:
         "Segments": {"@Version": "2"},
     }
     assert got.billing_address == BillingAddress(city="Paris", extra={"@Kind": "home", "County": "X"})
-    assert got.segments == [SegmentDefault("Air", default=True, extra={"@Priority": "1"})]
+    assert got.segments == [SegmentDefault(type="Air", default=True, extra={"@Priority": "1"})]
 
 
 def test_repeats_and_unreadable_flags_are_kept_not_dropped() -> None:
@@ -237,7 +240,7 @@ def test_repeats_and_unreadable_flags_are_kept_not_dropped() -> None:
     assert (got.vendor, got.expiration) == ("Visa", "2030-01")
     assert got.extra == {"Vendor": "MasterCard", "ExpDate": "2031-01"}
     assert got.segments == [
-        SegmentDefault("Hotel", default=None, mandatory=True, extra={"@Default": "maybe"})
+        SegmentDefault(type="Hotel", default=None, mandatory=True, extra={"@Default": "maybe"})
     ]
     assert got.usages == ["BusinessAir", "BusinessHotel"]
     assert got.default_for == []
@@ -333,20 +336,32 @@ def test_any_bytes_give_a_form_of_payment_or_a_clean_refusal(data: bytes) -> Non
 
 
 @given(
-    number=st.from_regex(r"[1-9][0-9]{12,18}", fullmatch=True),
-    text=st.text(max_size=40),
+    card=spelled_card_numbers(),
+    other=non_card_runs(),
+    text=surrounding,
     where=st.sampled_from(["AccountNo", "CardNumber", "Remarks", "DisplayName", "City"]),
 )
-def test_generated_cards_never_leak_their_number(number: str, text: str, where: str) -> None:
+def test_generated_cards_never_leak_their_number(
+    card: tuple[str, str], other: str, text: str, where: str
+) -> None:
+    """A card number anywhere, however spelled, is masked; a field that holds one is masked whatever
+    it holds; a digit run that is no card number arrives as sent."""
+    digits, written = card
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+    value = f"{escaped} {written} / {other}"
     if where == "DisplayName":
-        xml = f"<CreditCard DisplayName='{escaped} {number}'/>"
+        xml = f"<CreditCard DisplayName='{value}'/>"
     elif where == "City":
-        xml = f"<CreditCard><BillingAddress><City>{escaped} {number}</City></BillingAddress></CreditCard>"
+        xml = f"<CreditCard><BillingAddress><City>{value}</City></BillingAddress></CreditCard>"
     else:
-        xml = f"<CreditCard><{where}>{escaped} {number}</{where}><AccountNo>{number}</AccountNo></CreditCard>"
+        xml = f"<CreditCard><{where}>{value}</{where}><AccountNo>{other}</AccountNo></CreditCard>"
     try:
         result = parse_fop(fop(xml))
     except InvalidDocument:  # characters XML does not allow
         return
-    assert number.encode() not in dumped(result)
+    out = dumped(result).decode()
+    assert digits not in out.replace(other, "").replace(" ", "").replace("-", "")
+    [card_record] = result.cards
+    assert card_record.masked_number == (None if where in ("DisplayName", "City") else "****" + other[-4:])
+    if where in ("Remarks", "DisplayName", "City"):
+        assert other in out  # not a card number, not in a card field: untouched

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from xml.sax.saxutils import escape
 
 import orjson
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from concur_postback.concur.documents import scrub_card_numbers, to_bool
+from concur_postback.concur.reader import to_bool
+from concur_postback.concur.redaction import scrub_card_numbers
 from concur_postback.concur.trips import (
     AirSegment,
     CarSegment,
@@ -26,6 +28,7 @@ from concur_postback.concur.trips import (
     parse_trip,
 )
 from concur_postback.errors import InvalidDocument
+from tests.cards import non_card_runs, spelled_card_numbers, surrounding
 from tests.conftest import CORPUS, FIXTURES
 
 TRIPS = CORPUS / "trips"
@@ -548,6 +551,73 @@ def test_card_numbers_are_masked_in_extra() -> None:
     data = minimal("<Air><Vendor>AZ</Vendor><VirtualCreditCard>4111 1111 1111 1111</VirtualCreditCard></Air>")
     [air] = parse_trip(data).bookings[0].segments
     assert air.extra == {"VirtualCreditCard": "****1111"}
+
+
+def test_card_numbers_are_masked_in_typed_fields_where_agents_put_them() -> None:
+    segment = "<Air><Vendor>AZ</Vendor><Notes>cc 5500-0000-0000-0004 exp 12/30</Notes></Air>"
+    data = minimal(segment, trip_fields="<Comments>guarantee 4111 1111 1111 1111</Comments>")
+    data = data.replace(
+        b"<RecordLocator>", b"<FormOfPaymentName>VI 4111111111111111</FormOfPaymentName><RecordLocator>"
+    )
+    result = parse_trip(data)
+    assert result.comments == "guarantee ****1111"
+    assert result.bookings[0].form_of_payment_name == "VI ****1111"
+    [air] = result.bookings[0].segments
+    assert air.notes == "cc ****0004 exp 12/30"
+
+
+def test_numbers_that_are_no_card_numbers_arrive_as_sent() -> None:
+    segment = (
+        "<Air><Vendor>AZ</Vendor><ConfirmationNumber>6001234567890123</ConfirmationNumber>"
+        "<PhoneNumber>+44 20 7946 0958 123</PhoneNumber>"
+        "<MasterTicketNumber>0167423874521</MasterTicketNumber></Air>"
+    )
+    [air] = parse_trip(minimal(segment)).bookings[0].segments
+    assert air.confirmation_number == "6001234567890123"  # a 16-digit number, but not Luhn-valid
+    assert air.phone_number == "+44 20 7946 0958 123"
+    assert air.extra == {"MasterTicketNumber": "0167423874521"}  # a 13-digit IATA ticket number
+
+
+TRIP_TEXT_FIELDS = [
+    "TripName",
+    "Description",
+    "Comments",
+    "CancelComments",
+    "BookedByFirstName",
+    "ProjectName",
+]
+SEGMENT_TEXT_FIELDS = ["Notes", "ConfirmationNumber", "StartAddress", "PhoneNumber", "Cabin", "NewField"]
+
+
+@given(
+    card=spelled_card_numbers(),
+    before=surrounding,
+    after=surrounding,
+    trip_field=st.sampled_from(TRIP_TEXT_FIELDS),
+    segment_field=st.sampled_from(SEGMENT_TEXT_FIELDS),
+    as_attribute=st.booleans(),
+)
+def test_a_card_number_in_any_text_field_never_reaches_the_record(
+    card: tuple[str, str], before: str, after: str, trip_field: str, segment_field: str, as_attribute: bool
+) -> None:
+    digits, written = card
+    value = escape(f"{before}{written}{after}", {'"': "&quot;"})
+    segment = (
+        f'<Air Remark="{value}"><Vendor>AZ</Vendor></Air>'
+        if as_attribute
+        else f"<Air><Vendor>AZ</Vendor><{segment_field}>{value}</{segment_field}></Air>"
+    )
+    result = parse_trip(minimal(segment, trip_fields=f"<{trip_field}>{value}</{trip_field}>"))
+    out = orjson.dumps(result).decode()
+    assert digits not in out.replace(" ", "").replace("-", "")
+    assert out.count("****" + digits[-4:]) == 2
+
+
+@given(run=non_card_runs(), field_name=st.sampled_from(TRIP_TEXT_FIELDS + SEGMENT_TEXT_FIELDS))
+def test_a_digit_run_that_is_no_card_number_reaches_the_record_unchanged(run: str, field_name: str) -> None:
+    segment = f"<Air><Vendor>AZ</Vendor><{field_name}>ref {run}.</{field_name}></Air>"
+    result = parse_trip(minimal(segment, trip_fields=f"<{field_name}>ref {run}.</{field_name}>"))
+    assert orjson.dumps(result).decode().count(f"ref {run}.") == 2
 
 
 # --- namespaces, case, refusals ------------------------------------------------------------------------

@@ -143,7 +143,7 @@ REFUSED_QUERIES: dict[str, str] = {
     f"type=FOP&oauth_token_key={TOKEN}%0A": "invalid_token",
     f"type=FOP&oauth_token_key={TOKEN}%0D%0AX-Injected:%201": "invalid_token",
     f"type=FOP&oauth_token_key=%E2%80%8B{TOKEN}": "invalid_token",
-    f"type=FOP&oauth_token_key=+{TOKEN}": "invalid_token",
+    f"type=FOP&oauth_token_key=%20{TOKEN}": "invalid_token",
     f"type=FOP%00&oauth_token_key={TOKEN}": "invalid_type",
     f"type=FOP;oauth_token_key={TOKEN}": "invalid_type",  # `;` separates nothing: type is all of it
     f"type=Profile&oauth_token_key={TOKEN}&userid_type=login&userid_value=a%0Ab": "invalid_userid_value",
@@ -160,6 +160,13 @@ ACCEPTED_QUERIES: dict[str, tuple[str, str, str | None]] = {
         "profile",
         TOKEN,
         "u&userid_value=v",
+    ),
+    # a `+` is a `+`: Concur sends tokens and logins unencoded, and neither holds a space
+    f"type=FOP&oauth_token_key=+{TOKEN}3": ("fop", f"+{TOKEN}3", None),
+    f"type=Profile&oauth_token_key={TOKEN}4&userid_type=login&userid_value=cm+travel@example.com": (
+        "profile",
+        f"{TOKEN}4",
+        "cm+travel@example.com",
     ),
 }
 

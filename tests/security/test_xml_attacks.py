@@ -17,11 +17,11 @@ import pytest
 from lxml import etree
 from redis import Redis
 
-from concur_postback.concur.documents import MAX_DEPTH
 from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.notification import parse_itinerary_notification
 from concur_postback.concur.profiles import parse_profile
 from concur_postback.concur.trips import parse_trip
+from concur_postback.concur.xml import MAX_DEPTH
 from concur_postback.config import Settings
 from concur_postback.errors import InvalidDocument
 from tests.conftest import TOKEN, CapturedLogs, LiveServer

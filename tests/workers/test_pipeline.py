@@ -50,6 +50,9 @@ def test_every_kind_is_fetched_parsed_and_delivered(
     assert trip["data"]["bookings"], trip["data"]
     assert "TRIP001" in orjson.dumps(trip["data"]).decode()
     assert events[profile_id]["kind"] == "profile" and events[profile_id]["data"] is not None
+    # user-level notifications: whose change it is comes from the fetched document, for every kind
+    login = f"traveller-{TOKEN[-6:]}@example.com"
+    assert [events[ident]["login_id"] for ident in (trip_id, profile_id, fop_id)] == [login] * 3
     fop = events[fop_id]
     assert fop["kind"] == "fop"
     text = pipeline.events_file.read_text()

@@ -31,10 +31,10 @@ from redis.exceptions import RedisError
 from concur_postback import metrics
 from concur_postback.backoff import gave_up, next_try
 from concur_postback.concur.client import ConcurClient
-from concur_postback.concur.fop import parse_fop
+from concur_postback.concur.fop import FormOfPayment, parse_fop
 from concur_postback.concur.notification import Kind
-from concur_postback.concur.profiles import parse_profile
-from concur_postback.concur.trips import parse_trip
+from concur_postback.concur.profiles import Profile, parse_profile
+from concur_postback.concur.trips import Trip, parse_trip
 from concur_postback.config import Settings
 from concur_postback.errors import (
     FetchDeferred,
@@ -53,7 +53,7 @@ from concur_postback.workers.sweeper import Sweeper
 
 log = structlog.get_logger("concur_postback.pipeline")
 
-PARSERS: dict[Kind, Callable[[bytes], object]] = {
+PARSERS: dict[Kind, Callable[[bytes], Trip | Profile | FormOfPayment]] = {
     Kind.ITINERARY: parse_trip,
     Kind.PROFILE: parse_profile,
     Kind.FOP: parse_fop,
@@ -207,7 +207,7 @@ class Processor:
                 return build_event(record, None, event_type="ERROR", error=FetchFailure(exc.status, str(exc)))
             raise
         data = PARSERS[record.kind](body)
-        return build_event(record, data, fetched_at=now_iso(), login_id=getattr(data, "login_id", None))
+        return build_event(record, data, fetched_at=now_iso(), login_id=data.login_id)
 
     async def _retry_or_fail(
         self, owner: str, claimed: Claimed, reason: str, retry_after: float | None, bound: Any

@@ -1,0 +1,375 @@
+"""One declarative reader for every Concur document: records say where each field comes from.
+
+A record is a frozen dataclass whose fields are declared next to the names they are read from
+(``vendor: str | None = text("Vendor")``); `read` fills it from a document node. This module alone
+decides the rules every document shares:
+
+- **names**: a field is found by local name without regard to case or namespace, as a child element
+  or an attribute (v1 and v2 put some fields in different places);
+- **nothing lost**: whatever no field asked for, a repeat that disagrees, a value that is not the
+  count or flag it should be, all land in the record's ``extra`` (local name -> text or mapping);
+- **redaction**: every string that leaves here, typed field or ``extra``, key or value, goes through
+  one `Redaction` step (card numbers to their last four, card fields always, CVVs hidden).
+
+Values stay the stripped text Concur sent: dates and amounts are text (no float rounding, no guessing
+at zones). Nodes come from `xml.XmlNode`; a JSON document needs only another `Node` to share the
+records and the redaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import Field, dataclass, field, fields
+from functools import partial
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from concur_postback.concur.redaction import hide, mask_card_field, scrub_card_numbers
+
+# What `extra` holds: text, a mapping of children (repeated names become lists), or a list.
+JSON = str | dict[str, "JSON"] | list["JSON"] | None
+
+_READER = "concur.reader"  # dataclass field metadata: how the field is read from its node
+_DERIVED = "concur.derived"  # ... or computed from the fields read before it
+
+
+class Node(Protocol):
+    """One element of a document as the reader sees it (an XML element or attribute)."""
+
+    @property
+    def name(self) -> str:
+        """The local name; ``key`` is how it is named in ``extra`` (``@Type`` for an attribute)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def take(self, names: Iterable[str]) -> list[Node]:
+        """Attributes, then child elements in document order, named any of ``names`` (any case).
+        What is taken is left out of `rest`."""
+
+    def children(self) -> list[Node]:
+        """Every child element, in document order, all taken."""
+
+    def names(self) -> set[str]:
+        """Lower-cased keys of everything in the node (``@name`` for attributes), taken or not."""
+
+    def text(self) -> str | None:
+        """All the text inside, stripped (the pieces of nested elements spaced); None when empty."""
+
+    def own_text(self) -> str | None:
+        """Only the text directly inside (`<Email Type="Work">a@b.c</Email>`); taken from `rest`."""
+
+    def structured(self) -> bool:
+        """Whether it has child elements or attributes (other than schema markup) beside its text."""
+
+    def data(self) -> JSON:
+        """The whole node as plain data."""
+
+    def rest(self) -> dict[str, JSON]:
+        """What nothing took, as plain data."""
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """Which names hold card numbers (masked to their last four whatever they hold) and which hold
+    secrets (hidden entirely); every other string has the card numbers in it masked."""
+
+    card_fields: frozenset[str]
+    hidden: frozenset[str]
+    scrub: Callable[[str], str] = scrub_card_numbers
+
+    def including(self, *card_fields: str) -> Redaction:
+        return Redaction(self.card_fields | {name.lower() for name in card_fields}, self.hidden, self.scrub)
+
+    def rule(self, key: str) -> Callable[[str], str] | None:
+        name = key.lstrip("@").lower()
+        return mask_card_field if name in self.card_fields else hide if name in self.hidden else None
+
+    def value(self, key: str, value: str) -> str:
+        rule = self.rule(key)
+        return rule(value) if rule is not None else self.scrub(value)
+
+    def data(self, value: JSON, rule: Callable[[str], str] | None = None) -> JSON:
+        """``value`` redacted throughout; beneath a card or secret name, every string follows its rule."""
+        if isinstance(value, str):
+            return (rule or self.scrub)(value) if value else value
+        if isinstance(value, list):
+            return [self.data(item, rule) for item in value]
+        if isinstance(value, dict):
+            return {self.scrub(key): self.data(item, rule or self.rule(key)) for key, item in value.items()}
+        return value
+
+
+_CVV = ("CVV", "CVV2", "CVC", "CVC2", "CVN", "CID", "CSC", "SecurityCode", "CardSecurityCode")
+_CVV_LONG = ("CardVerificationValue", "CardVerificationCode", "VerificationCode")
+REDACTION = Redaction(
+    card_fields=frozenset(("cardnumber", "cardno", "creditcardnumber", "pan")),
+    hidden=frozenset(name.lower() for name in (*_CVV, *_CVV_LONG, "Password")),
+)
+# For what is not event data but identifiers to act on (a notification's trip URI, a summary's login):
+# masking a Luhn-valid digit run there would fetch the wrong thing.
+VERBATIM = Redaction(frozenset(), frozenset(), scrub=str)
+
+
+class _Record(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+
+R = TypeVar("R", bound=_Record)
+
+
+@dataclass
+class Reading:
+    """One record being read: its node, the policy, and what it keeps for ``extra`` besides `rest`."""
+
+    node: Node
+    redaction: Redaction
+    kept: dict[str, JSON] = field(default_factory=dict)
+    groups: dict[str, Node] = field(default_factory=dict)  # nested groups read field by field
+
+    def take(self, names: tuple[str, ...]) -> list[Node]:
+        """Nodes named any of ``names``; ``Group/Name`` looks inside the first ``Group`` child."""
+        found: list[Node] = []
+        for name in names:
+            group, _, leaf = name.rpartition("/")
+            found += self.group(group).take([leaf]) if group else self.node.take([name])
+        return found
+
+    def group(self, name: str) -> Node:
+        if name not in self.groups:
+            nodes = self.node.take([name])
+            self.keep_all(nodes[1:])
+            self.groups[name] = nodes[0] if nodes else Leaf()
+        return self.groups[name]
+
+    def keep(self, key: str, value: JSON) -> None:
+        if value not in (None, "", {}, []):
+            add_value(self.kept, key, value)
+
+    def keep_all(self, nodes: Iterable[Node]) -> None:
+        for node in nodes:
+            self.keep(node.key, node.data())
+
+
+def read(cls: type[R], node: Node, redaction: Redaction = REDACTION) -> R:
+    """Fill the record ``cls`` from ``node``: declared fields first, then all the rest into ``extra``."""
+    reading = Reading(node, redaction)
+    values: dict[str, object] = {}
+    for spec in fields(cls):
+        if _READER in spec.metadata:
+            values[spec.name] = spec.metadata[_READER](reading)
+        elif _DERIVED in spec.metadata:
+            values[spec.name] = spec.metadata[_DERIVED](values)
+    if "extra" in cls.__dataclass_fields__:
+        extra = node.rest()
+        for name, group in reading.groups.items():
+            if left := group.rest():
+                add_value(extra, name, left)
+        for key, value in reading.kept.items():
+            add_value(extra, key, value)
+        values["extra"] = redaction.data(extra)
+    return cls(**values)
+
+
+def add_value(data: dict[str, JSON], name: str, value: JSON) -> None:
+    """Add ``value`` under ``name`` without overwriting: a name seen twice holds a list."""
+    if name not in data:
+        data[name] = value
+    elif isinstance(existing := data[name], list):
+        existing.append(value)
+    else:
+        data[name] = [existing, value]
+
+
+def _declared(function: Callable[[Reading], object], default: object = None) -> Any:
+    return field(default=default, metadata={_READER: function})
+
+
+def text(*names: str, or_own_text: bool = False, or_name: bool = False) -> Any:
+    """The first of ``names`` sent, as text; with ``or_own_text`` the node's own text when none is,
+    with ``or_name`` the node's own name."""
+    return _declared(partial(_text, names, or_own_text, or_name))
+
+
+def card_number(*names: str) -> Any:
+    """A card number field: masked to its last four whatever it holds."""
+    return _declared(partial(_card_number, names))
+
+
+def count(*names: str) -> Any:
+    """A whole number; text that is not one (``1.5``, ``n/a``) is kept in ``extra`` instead."""
+    return _declared(partial(_parsed, names, _to_int))
+
+
+def flag(*names: str) -> Any:
+    """A boolean (true/false, 1/0, yes/no, Y/N); anything else is kept in ``extra`` instead."""
+    return _declared(partial(_parsed, names, to_bool))
+
+
+def own_text() -> Any:
+    return _declared(lambda reading: _clean(reading, reading.node.key, reading.node.own_text()))
+
+
+def text_list(*names: str, separator: str = ",") -> Any:
+    """Every part of the ``separator``-separated lists named any of ``names`` (`<Usages>A,B</Usages>`)."""
+    return field(default_factory=list, metadata={_READER: partial(_text_list, names, separator)})
+
+
+def element_kind(*known: str) -> Any:
+    """The node's own name (``Air``, ``RateWithAllowance``), spelled as in ``known`` whatever the case."""
+    spelling = {name.lower(): name for name in known}
+    return _declared(lambda reading: spelling.get(reading.node.name.lower(), reading.node.name), default="")
+
+
+def from_names(function: Callable[[set[str]], object]) -> Any:
+    """A value told by which names the node holds (a document's version)."""
+    return _declared(lambda reading: function(reading.node.names()))
+
+
+def derived(function: Callable[[dict[str, object]], object]) -> Any:
+    """A value computed from the fields declared before it."""
+    return field(default=None, metadata={_DERIVED: function})
+
+
+def record(cls: type[_Record], *names: str) -> Any:
+    """The first node named any of ``names`` as a ``cls`` record (None when absent); repeats are kept."""
+    return _declared(partial(_record, cls, names))
+
+
+def records(cls: type[_Record], containers: str | tuple[str, ...], *item_names: str) -> Any:
+    """A list: one ``cls`` per child of each container (any child when no ``item_names`` are given;
+    with them, items found directly in the record, without a container, count too)."""
+    return items(partial(read, cls), containers, *item_names)
+
+
+def items(
+    make: Callable[[Node, Redaction], object], containers: str | tuple[str, ...], *item_names: str
+) -> Any:
+    """Like `records`, with ``make`` choosing the record for each node (segments: by kind)."""
+    boxes = (containers,) if isinstance(containers, str) else containers
+    reader = partial(_items, make, boxes, {name.lower() for name in item_names})
+    return field(default_factory=list, metadata={_READER: reader})
+
+
+def _clean(reading: Reading, key: str, value: str | None) -> str | None:
+    return reading.redaction.value(key, value) if value else value
+
+
+def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] | None:
+    """(key, text) of the first node named any of ``names``; what the text leaves out is kept."""
+    found = reading.take(names)
+    if not found:
+        return None
+    first = found[0].text()
+    reading.keep_all(node for node in found if node.structured() or node.text() != first)
+    return found[0].key, first
+
+
+def _text(names: tuple[str, ...], or_own_text: bool, or_name: bool, reading: Reading) -> str | None:
+    key, value = _first(reading, names) or ("", None)
+    if value is None and or_own_text:
+        key, value = reading.node.key, reading.node.own_text()
+    if value is None and or_name:
+        return reading.node.name
+    return _clean(reading, key, value)
+
+
+def _card_number(names: tuple[str, ...], reading: Reading) -> str | None:
+    _, value = _first(reading, names) or ("", None)
+    return mask_card_field(value) if value else None
+
+
+def _parsed(names: tuple[str, ...], parse: Callable[[str], object], reading: Reading) -> object:
+    key, raw = _first(reading, names) or ("", None)
+    value = None if raw is None else parse(raw)
+    if raw is not None and value is None:
+        reading.keep(key, raw)
+    return value
+
+
+def _text_list(names: tuple[str, ...], separator: str, reading: Reading) -> list[str]:
+    parts: list[str] = []
+    for node in reading.take(names):
+        if node.structured():  # not the documented plain list: keep its shape too
+            reading.keep(node.key, node.data())
+        parts += [part.strip() for part in (node.text() or "").split(separator) if part.strip()]
+    return [reading.redaction.value(names[0], part) for part in parts]
+
+
+def _record(cls: type[_Record], names: tuple[str, ...], reading: Reading) -> object:
+    found = reading.take(names)
+    reading.keep_all(found[1:])
+    return read(cls, found[0], reading.redaction) if found else None
+
+
+def _items(
+    make: Callable[[Node, Redaction], object],
+    containers: tuple[str, ...],
+    item_names: set[str],
+    reading: Reading,
+) -> list[object]:
+    boxes = {name.lower() for name in containers}
+    made: list[object] = []
+    for node in reading.take(containers + tuple(item_names)):
+        if node.name.lower() not in boxes:  # an item outside any container
+            made.append(make(node, reading.redaction))
+            continue
+        strays: dict[str, JSON] = {}
+        for child in node.children():
+            if item_names and child.name.lower() not in item_names:  # kept, not mislabelled
+                add_value(strays, child.key, child.data())
+            else:
+                made.append(make(child, reading.redaction))
+        # what else the container holds (its own text or attributes: never sent, but kept)
+        reading.keep(node.key, {**node.rest(), **strays})
+    return made
+
+
+def to_bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "y"):
+        return True
+    if lowered in ("false", "0", "no", "n"):
+        return False
+    return None
+
+
+def _to_int(raw: str) -> int | None:
+    digits = raw.removeprefix("-")
+    # ASCII digits only (int() also takes "1_0" and other scripts), and short enough to be a count.
+    return int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
+
+
+class Leaf:
+    """A node that holds only text: an attribute (keyed ``@name`` in ``extra``), or, empty, a group the
+    record does not have."""
+
+    __slots__ = ("_value", "key", "name")
+
+    def __init__(self, name: str = "", value: str = "", key: str | None = None) -> None:
+        self.name, self._value, self.key = name, value, name if key is None else key
+
+    def take(self, names: Iterable[str]) -> list[Node]:
+        return []
+
+    def children(self) -> list[Node]:
+        return []
+
+    def names(self) -> set[str]:
+        return set()
+
+    def text(self) -> str | None:
+        return self._value or None
+
+    def own_text(self) -> str | None:
+        return self.text()
+
+    def structured(self) -> bool:
+        return False
+
+    def data(self) -> JSON:
+        return self._value
+
+    def rest(self) -> dict[str, JSON]:
+        return {}
