@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import Field, dataclass, field, fields
-from functools import partial
+from functools import cache, partial
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from concur_postback.concur.redaction import hide, mask_card_field, scrub_card_numbers
@@ -154,11 +154,8 @@ def read(cls: type[R], node: Node, redaction: Redaction = REDACTION) -> R:
     """Fill the record ``cls`` from ``node``: declared fields first, then all the rest into ``extra``."""
     reading = Reading(node, redaction)
     values: dict[str, object] = {}
-    for spec in fields(cls):
-        if _READER in spec.metadata:
-            values[spec.name] = spec.metadata[_READER](reading)
-        elif _DERIVED in spec.metadata:
-            values[spec.name] = spec.metadata[_DERIVED](values)
+    for name, function, is_derived in _plan(cls):
+        values[name] = function(values) if is_derived else function(reading)
     if "extra" in cls.__dataclass_fields__:
         extra = node.rest()
         for name, group in reading.groups.items():
@@ -168,6 +165,16 @@ def read(cls: type[R], node: Node, redaction: Redaction = REDACTION) -> R:
             add_value(extra, key, value)
         values["extra"] = redaction.data(extra)
     return cls(**values)
+
+
+@cache
+def _plan(cls: type[_Record]) -> list[tuple[str, Callable[[Any], object], bool]]:
+    """How each declared field of ``cls`` is filled, in order: (name, function, whether derived)."""
+    return [
+        (spec.name, spec.metadata.get(_READER) or spec.metadata[_DERIVED], _READER not in spec.metadata)
+        for spec in fields(cls)
+        if _READER in spec.metadata or _DERIVED in spec.metadata
+    ]
 
 
 def add_value(data: dict[str, JSON], name: str, value: JSON) -> None:
@@ -260,7 +267,9 @@ def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] |
     if not found:
         return None
     first = found[0].text()
-    reading.keep_all(node for node in found if node.structured() or node.text() != first)
+    if found[0].structured():
+        reading.keep(found[0].key, found[0].data())
+    reading.keep_all(node for node in found[1:] if node.structured() or node.text() != first)
     return found[0].key, first
 
 

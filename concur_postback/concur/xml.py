@@ -92,10 +92,11 @@ class XmlNode:
         self._element = element
         self.name = local_name(element)
         self._children: dict[str, list[etree._Element]] | None = None  # built at the first lookup
-        self._attributes = {
-            str(key).rpartition("}")[2]: str(value).strip() for key, value in element.attrib.items()
-        }
-        self._taken: set[str] = set()
+        self._attributes: dict[str, tuple[str, str]] = {}  # lower-cased local name -> (name, value)
+        for key, value in element.attrib.items():
+            name = str(key).rpartition("}")[2]
+            self._attributes.setdefault(name.lower(), (name, str(value).strip()))
+        self._taken: set[str] = set()  # lower-cased names, of attributes and children alike
         self._own_text_taken = False
 
     @property
@@ -105,11 +106,13 @@ class XmlNode:
     def take(self, names: Iterable[str]) -> list[Node]:
         found: list[Node] = []
         elements: list[etree._Element] = []
+        index = self._index()
         for name in names:
             key = name.lower()
-            self._taken |= {key, "@" + key}
-            found += [Leaf(k, v, "@" + k) for k, v in self._attributes.items() if k.lower() == key]
-            elements += self._index().get(key, [])
+            self._taken.add(key)
+            if (attribute := self._attributes.get(key)) is not None:
+                found.append(Leaf(attribute[0], attribute[1], "@" + attribute[0]))
+            elements += index.get(key, ())
         if len(elements) > 1:
             elements.sort(key=_position)
         return found + [XmlNode(element) for element in elements]
@@ -119,7 +122,7 @@ class XmlNode:
         return [XmlNode(child) for child in self._element.iterchildren(etree.Element)]
 
     def names(self) -> set[str]:
-        return {"@" + key.lower() for key in self._attributes} | self._index().keys()
+        return {"@" + key for key in self._attributes} | self._index().keys()
 
     def text(self) -> str | None:
         if len(self._element) == 0:
@@ -149,7 +152,7 @@ class XmlNode:
 
     def _plain(self, taken: set[str], own_text_taken: bool) -> dict[str, JSON]:
         data: dict[str, JSON] = {
-            f"@{key}": value for key, value in self._attributes.items() if "@" + key.lower() not in taken
+            f"@{name}": value for key, (name, value) in self._attributes.items() if key not in taken
         }
         for child in self._element.iterchildren(etree.Element):
             name = local_name(child)
