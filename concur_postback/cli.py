@@ -10,10 +10,35 @@ import click
 import orjson
 from pydantic import ValidationError
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from concur_postback import logs
-from concur_postback.config import Settings, load_settings
+from concur_postback.config import Settings, env_name, load_settings
 from concur_postback.errors import ConfigurationError
+
+# What a person must fix where the command runs, not a bug: said in one line, without a traceback.
+# (Redis's AuthenticationError is a ConnectionError: a wrong password in REDIS_URL is one of them.)
+_STARTUP_ERRORS = (ConfigurationError, RedisConnectionError, RedisTimeoutError)
+EXIT_STARTUP_ERROR = 2
+
+
+class _Commands(click.Group):
+    """Every command (and those of its subgroups) ends the same way on a configuration error or an
+    unreachable Redis: `concur-postback: <what is wrong>` on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _STARTUP_ERRORS as exc:
+            click.echo(f"concur-postback: {_explain(exc)}", err=True)
+            ctx.exit(EXIT_STARTUP_ERROR)
+
+
+def _explain(exc: Exception) -> str:
+    """One line: the messages never hold a secret, but some span lines (a redis-server log)."""
+    text = str(exc) if isinstance(exc, ConfigurationError) else f"Redis (REDIS_URL) unavailable: {exc}"
+    return " ".join(text.split())
 
 
 def _settings(log_stream: TextIO | None = None) -> Settings:
@@ -21,12 +46,21 @@ def _settings(log_stream: TextIO | None = None) -> Settings:
     try:
         settings = load_settings()
     except ValidationError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+        raise ConfigurationError(f"invalid configuration: {_problems(exc)}") from None
     logs.configure(settings.log_level, settings.log_format, log_stream)
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def _problems(exc: ValidationError) -> str:
+    """Pydantic's errors by environment variable, without the values given (one may be a secret)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = f"{env_name(str(error['loc'][0]))}: " if error["loc"] else ""
+        problems.append(where + error["msg"].removeprefix("Value error, "))
+    return "; ".join(problems)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
     """Receive SAP Concur travel notifications (itinerary, form of payment, profile) and process them.
 
@@ -66,10 +100,7 @@ def status(as_json: bool) -> None:
     from concur_postback.workers.worker import connect  # noqa: PLC0415
 
     settings = _settings(sys.stderr)
-    try:
-        result = collect(connect(settings), settings.queue_name)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = collect(connect(settings), settings.queue_name)
     click.echo(orjson.dumps(result).decode() if as_json else render(result))
 
 
@@ -82,11 +113,7 @@ def run(host: str, port: int, workers: int, simulate: bool) -> None:
     """Web tier + workers in one command; starts an embedded Redis when REDIS_URL is not set."""
     from concur_postback.runner import run_all  # noqa: PLC0415
 
-    settings = _settings()
-    try:
-        sys.exit(run_all(settings, host, port, workers, simulate=simulate))
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    sys.exit(run_all(_settings(), host, port, workers, simulate=simulate))
 
 
 @main.group(invoke_without_command=True)
@@ -256,6 +283,8 @@ def backfill(since: str, kinds: tuple[str, ...], token: str) -> None:
     progress = _BackfillBars() if sys.stderr.isatty() else None
     try:
         result = run_backfill(settings, token, cutoff, kinds=chosen, progress=progress)
+    except _STARTUP_ERRORS:
+        raise  # said by the group, like every command's
     except (ConcurPostbackError, RedisError) as exc:
         raise click.ClickException(f"backfill failed: {str(exc).replace(token, '****')}") from None
     finally:
@@ -298,10 +327,7 @@ def _redis_for_cli() -> tuple[Redis, Settings]:
     from concur_postback.workers.worker import connect  # noqa: PLC0415
 
     settings = _settings(sys.stderr)
-    try:
-        return connect(settings), settings
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    return connect(settings), settings
 
 
 @failed.command("list")
@@ -372,6 +398,10 @@ def genkey() -> None:
 
 
 def _require(settings: Settings) -> None:
+    """What serve, worker and backfill cannot start without, refused before they bind a port or call
+    Concur: REDIS_URL, and a TOKEN_ENCRYPTION_KEY that is a key."""
+    from concur_postback.tokens import vault_from_settings  # noqa: PLC0415
+
     missing = [
         name
         for name, value in (
@@ -381,9 +411,10 @@ def _require(settings: Settings) -> None:
         if value is None
     ]
     if missing:
-        raise click.ClickException(
+        raise ConfigurationError(
             f"{' and '.join(missing)} must be set (or use `concur-postback run`, which provides both)"
         )
+    vault_from_settings(settings)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Every setting, read from the environment in one place.
 
-Names are the environment variables (case-insensitive); README.md documents each one. Values are
-validated at start-up so a typo fails loudly instead of at the first notification.
+Names are the environment variables (case-insensitive). Each field's description is its row of the
+configuration table in README.md, and its default that row's default: tests/test_config.py holds the two
+to each other. Values are validated at start-up so a typo fails loudly instead of at the first
+notification.
 """
 
 from __future__ import annotations
@@ -32,64 +34,210 @@ def _split_list(value: object) -> object:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True, extra="ignore")
 
-    redis_url: str | None = None
-    concur_base_url: str = "https://us.api.concursolutions.com"
-    concur_allowed_hosts: Annotated[list[str], NoDecode] = Field(default=["*.concursolutions.com"])
-    postback_secret: SecretStr | None = None
-    token_encryption_key: SecretStr | None = None
-    log_level: str = "INFO"
-    log_format: LogFormat = LogFormat.JSON
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    data_dir: Path = Path(".concur-postback")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the inbox and RQ (`redis://host:6379/0`). Unset: `run` starts an embedded "
+        "one; `serve`/`worker` refuse to start. Use AOF and `maxmemory-policy noeviction`.",
+    )
+    concur_base_url: str = Field(
+        default="https://us.api.concursolutions.com",
+        description="Concur API base. Its host is always allowed for ObjectURIs. `http://` only for a local "
+        "simulator.",
+    )
+    concur_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["*.concursolutions.com"],
+        description="Further host patterns (comma or space separated, `*` wildcard) an ObjectURI may name. "
+        "A wildcard never matches an IP address. https and port 443 only.",
+    )
+    postback_secret: SecretStr | None = Field(
+        default=None,
+        description="When set, the endpoint is `POST /postback/<secret>` (compared in constant time); "
+        "anything else is 404.",
+    )
+    token_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="32 random bytes, url-safe base64 (`concur-postback genkey`); the same for all "
+        "processes. `run` generates one into `DATA_DIR/token.key` (mode 0600).",
+    )
+    log_level: str = Field(default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.")
+    log_format: LogFormat = Field(
+        default=LogFormat.JSON, description="`json` (one object per line) or `console`."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Body limit (413 above it), checked while reading.",
+    )
+    data_dir: Path = Field(
+        default=Path(".concur-postback"),
+        description="Where `run` keeps the embedded Redis data and the token key.",
+    )
 
-    token_ttl_seconds: int = Field(default=3 * 24 * 3600, ge=60)
-    dedup_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    coalesce_window_seconds: int = Field(default=300, ge=1)
+    token_ttl_seconds: int = Field(
+        default=3 * 24 * 3600,
+        ge=60,
+        description="How long a stored notification (with its encrypted token) may wait, retries included; "
+        "past it the notification is a failed notification `expired`.",
+    )
+    dedup_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="How long an itinerary change is remembered for redelivery detection.",
+    )
+    coalesce_window_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Window in which repeated FOP/Profile notifications for one traveller are coalesced.",
+    )
 
-    queue_name: str = Field(default="concur-postback", pattern=r"^[A-Za-z0-9_.:-]+$")
-    pump_batch_size: int = Field(default=100, ge=1, le=1000)
-    pump_max_queued_jobs: int = Field(default=2, ge=1)
-    job_timeout_seconds: int = Field(default=60, ge=5)
-    ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
-    redis_timeout_seconds: float = Field(default=2.0, gt=0)
-    retry_after_seconds: int = Field(default=5, ge=1)
+    queue_name: str = Field(
+        default="concur-postback",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The RQ queue (`rq:queue:<name>`).",
+    )
+    pump_batch_size: int = Field(default=100, ge=1, le=1000, description="Notifications per RQ job.")
+    pump_max_queued_jobs: int = Field(
+        default=2,
+        ge=1,
+        description="While this many jobs wait for a worker, new notifications gather into the next "
+        "(bigger) batch.",
+    )
+    job_timeout_seconds: int = Field(default=60, ge=5, description="RQ job timeout.")
+    ingest_max_batch: int = Field(
+        default=256, ge=1, le=10_000, description="Most postbacks stored by one group commit."
+    )
+    redis_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for Redis on the ack path, per postback from when it is ready to store: "
+        "then 503. Also the timeout of every attempt to connect to Redis.",
+    )
+    retry_after_seconds: int = Field(default=5, ge=1, description="`Retry-After` sent with a 503.")
 
     # Workers: fetching from Concur and delivering to sinks.
-    sinks: str = "log:"
-    concur_auth_scheme: str = Field(default="OAuth", pattern=r"^(OAuth|Bearer)$")
-    concur_profile_version: str = Field(default="v2.0", pattern=r"^v[12]\.0$")
-    concur_subscribe_path: str = Field(default="/api/travelprofile/v1.0/subscribe", pattern=r"^/[^?#\s]*$")
-    concur_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    concur_read_timeout_seconds: float = Field(default=30.0, gt=0)
-    # The whole deployment's request budget per Concur host (shared by every worker through Redis).
-    concur_max_rps: float = Field(default=50.0, gt=0)
-    concur_max_in_flight: int = Field(default=32, ge=1, le=1024)  # per Concur host and worker process
+    sinks: str = Field(default="log:", description="Where events go (see Sinks).")
+    concur_auth_scheme: str = Field(
+        default="OAuth",
+        pattern=r"^(OAuth|Bearer)$",
+        description="`OAuth` (reference docs) or `Bearer` (TMC guides).",
+    )
+    concur_profile_version: str = Field(
+        default="v2.0",
+        pattern=r"^v[12]\.0$",
+        description="Travel profile API version: `v2.0` or `v1.0`.",
+    )
+    concur_subscribe_path: str = Field(
+        default="/api/travelprofile/v1.0/subscribe",
+        pattern=r"^/[^?#\s]*$",
+        description="User (un)subscribe endpoint (`/api/user/v1.0/subscribe` is the other documented one).",
+    )
+    concur_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait to connect to Concur, per request."
+    )
+    concur_read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for each read (or write) of a request to Concur once connected.",
+    )
+    concur_max_rps: float = Field(
+        default=50.0,
+        gt=0,
+        description="Requests per second per Concur host for the whole deployment, shared by every worker "
+        "through Redis.",
+    )
+    concur_max_in_flight: int = Field(
+        default=32, ge=1, le=1024, description="Requests in flight per Concur host and worker process."
+    )
     # Fetch retries: a durable schedule in Redis, for up to the horizon after the first failure.
-    fetch_backoff_seconds: float = Field(default=1.0, ge=0)
-    fetch_backoff_max_seconds: float = Field(default=300.0, ge=0)
-    fetch_retry_horizon_seconds: float = Field(default=24 * 3600, ge=0)
-    worker_maintenance_seconds: int = Field(default=15, ge=1)
+    fetch_backoff_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Fetch retries: the n-th waits a random time between half and all of "
+        "min(`FETCH_BACKOFF_MAX_SECONDS`, this × 2ⁿ⁻¹), and at least `Retry-After`, however long.",
+    )
+    fetch_backoff_max_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="The longest fetch retry backoff; a longer `Retry-After` is still honoured.",
+    )
+    fetch_retry_horizon_seconds: float = Field(
+        default=24 * 3600,
+        ge=0,
+        description="How long after its first failure a notification is retried before it becomes a failed "
+        "notification. At most `TOKEN_TTL_SECONDS` (start-up refuses more).",
+    )
+    worker_maintenance_seconds: int = Field(
+        default=15,
+        ge=1,
+        description="How often workers look for jobs abandoned by a dead worker, and sweep expired state.",
+    )
     # A killed worker's batch is re-queued within this + WORKER_MAINTENANCE_SECONDS (about 35 s).
-    worker_heartbeat_ttl_seconds: int = Field(default=20, ge=4)
-    sink_timeout_seconds: float = Field(default=20.0, gt=0)  # above the HTTP sink's 5 s connect + 10 s read
-    sink_http_secret: SecretStr | None = None
-    sink_backoff_seconds: float = Field(default=1.0, ge=0)
-    sink_backoff_max_seconds: float = Field(default=300.0, ge=0)
-    sink_retry_horizon_seconds: float = Field(default=24 * 3600, ge=0)
-    dead_letter_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    # Metrics: a worker process serves its own on this port (unset: no server; one port per process).
-    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_heartbeat_ttl_seconds: int = Field(
+        default=20,
+        ge=4,
+        description="A running job, and a job's claim on a notification, not heard of for this long count as "
+        "abandoned (renewed every quarter of it).",
+    )
+    sink_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,  # above the HTTP sink's 5 s connect + 10 s read
+        description="Longest wait for one sink to take one event (then: a retry).",
+    )
+    sink_http_secret: SecretStr | None = Field(
+        default=None,
+        description="`whsec_<base64 key>`: signs webhook deliveries (Standard Webhooks).",
+    )
+    sink_backoff_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Per-sink retry backoff, as `FETCH_BACKOFF_SECONDS` is for fetches, and at least the "
+        "sink's `Retry-After`.",
+    )
+    sink_backoff_max_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="The longest sink retry backoff; a longer `Retry-After` is still honoured.",
+    )
+    sink_retry_horizon_seconds: float = Field(
+        default=24 * 3600,
+        ge=0,
+        description="How long after its hand-over a delivery to one sink is retried before it becomes a dead "
+        "letter.",
+    )
+    dead_letter_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="How long dead letters (with their events) and failed notifications are listed.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="A worker process serves its Prometheus metrics at `http://<host>:<port>/metrics` (all "
+        "interfaces); unset: no server. One port per worker process (see Metrics).",
+    )
 
     @field_validator("concur_allowed_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:
         return _split_list(value)
 
-    @field_validator("postback_secret", "token_encryption_key", "sink_http_secret", mode="before")
+    @field_validator(
+        "redis_url", "postback_secret", "token_encryption_key", "sink_http_secret", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`POSTBACK_SECRET=` (as compose and shells produce) means unset, not an empty secret."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Refused at start, in words that do not repeat the URL (it may hold a password)."""
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL such as redis://host:6379/0")
+        return value
 
     @field_validator("concur_base_url")
     @classmethod
@@ -120,6 +268,11 @@ class Settings(BaseSettings):
     @cached_property
     def host_policy(self) -> HostPolicy:
         return HostPolicy.from_base_url(self.concur_base_url, self.concur_allowed_hosts)
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from, as README.md and error messages name it."""
+    return (Settings.model_config.get("env_prefix", "") + field).upper()
 
 
 def load_settings(**overrides: object) -> Settings:

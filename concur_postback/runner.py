@@ -7,19 +7,23 @@ job), Redis last (AOF flushed) — with exactly one SIGTERM each.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from concur_postback.config import Settings
+from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
-from concur_postback.tokens import ensure_key_file
+from concur_postback.sinks import Sink, build_sinks
+from concur_postback.tokens import TokenVault, ensure_key_file
 
 log = structlog.get_logger("concur_postback.run")
 
@@ -50,13 +54,35 @@ def _start_simulator(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return process
 
 
+def _refuse_early(settings: Settings, key: str) -> None:
+    """Refuse here, before any port is bound or child started, what a child would refuse at its start:
+    a malformed key, a sink that cannot be used (built once and closed again), a REDIS_URL that does not
+    answer. The error then reaches the command line itself, not a child's log."""
+    TokenVault(key)
+    asyncio.run(_close(build_sinks(settings).values()))
+    if settings.redis_url is not None:
+        client = sync_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+
+async def _close(sinks: Iterable[Sink]) -> None:
+    for sink in sinks:
+        await sink.aclose()
+
+
 def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bool = False) -> int:
     """Run until SIGINT/SIGTERM or until a child dies; return the exit code.
 
     ``simulate``: also run the Concur simulator and point the service at it (CONCUR_BASE_URL).
     """
     data_dir: Path = settings.data_dir
-    env = dict(os.environ)
+    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
+    key = key or ensure_key_file(data_dir)
+    _refuse_early(settings, key)
+    env = {**os.environ, "TOKEN_ENCRYPTION_KEY": key}
     stopping = threading.Event()
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -71,8 +97,6 @@ def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bo
         embedded = EmbeddedRedis(data_dir / "redis").start()
         env["REDIS_URL"] = embedded.url
         log.info("run.embedded_redis", url=embedded.url, data_dir=str(data_dir / "redis"))
-    if settings.token_encryption_key is None:
-        env["TOKEN_ENCRYPTION_KEY"] = ensure_key_file(data_dir)
     simulator = _start_simulator(env) if simulate else None
     web = _spawn(["serve", "--host", host, "--port", str(port)], env)
     worker_processes = [_spawn(["worker"], env) for _ in range(workers)]

@@ -112,16 +112,101 @@ def test_status_json_is_the_only_thing_on_stdout(redis_url: str) -> None:
     assert '"level":"debug"' in result.stderr
 
 
-def test_serve_without_configuration_says_what_is_missing() -> None:
-    result = cli("serve", env=clean_env())
-    assert result.returncode != 0
-    assert "REDIS_URL and TOKEN_ENCRYPTION_KEY must be set" in result.stderr
+# Every command that reads the settings, with arguments that get it past click's own checks. genkey and
+# `simulate fire` read none. Should one of them not refuse to start, `cli`'s timeout fails the test.
+COMMANDS = {
+    "serve": ["serve", "--port", "0"],
+    "worker": ["worker", "--burst"],
+    "run": ["run", "--port", "0"],
+    "status": ["status"],
+    "failed list": ["failed", "list"],
+    "failed show": ["failed", "show", "no-such-id"],
+    "failed requeue": ["failed", "requeue", "--all"],
+    "failed purge": ["failed", "purge", "--yes"],
+    "subscribe": ["subscribe", "--type", "fop", "--token", TOKEN],
+    "unsubscribe": ["unsubscribe", "--type", "fop", "--token", TOKEN],
+    "backfill": ["backfill", "--since", "2026-01-01", "--token", TOKEN],
+    "simulate": ["simulate", "--port", "0"],
+}
+USE_THE_KEY = ["serve", "worker", "run", "backfill"]
+USE_THE_SINKS = ["worker", "run"]
+# serve is not among them: by design it starts without Redis (/readyz says 503, postbacks get 503).
+USE_REDIS = [
+    "worker",
+    "run",
+    "status",
+    "failed list",
+    "failed show",
+    "failed requeue",
+    "failed purge",
+    "backfill",
+]
+REDIS_PASSWORD = "hunter2-redis-password"
+BAD_KEY = "c2hvcnQta2V5LXNlY3JldA=="  # base64 of 16 bytes, not 32
 
 
-def test_invalid_setting_is_refused_at_start() -> None:
-    result = cli("status", env=clean_env(MAX_BODY_BYTES="tiny"))
-    assert result.returncode != 0
-    assert "max_body_bytes" in result.stderr
+@pytest.fixture
+def startup_env(tmp_path: Path) -> dict[str, str]:
+    """A valid key, a Redis (with a password) that nothing listens for, and nothing left in the cwd."""
+    return clean_env(
+        TOKEN_ENCRYPTION_KEY=generate_key(),
+        REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0",
+        REDIS_TIMEOUT_SECONDS="0.5",
+        DATA_DIR=str(tmp_path / "data"),
+    )
+
+
+# What is wrong, the settings that make it so, what the line says, and which commands must refuse it.
+PROBLEMS: list[tuple[str, dict[str, str], str, list[str]]] = [
+    ("invalid value", {"MAX_BODY_BYTES": "tiny"}, "invalid configuration: MAX_BODY_BYTES: ", list(COMMANDS)),
+    (
+        "not a Redis URL",
+        {"REDIS_URL": f"http://:{REDIS_PASSWORD}@127.0.0.1/0"},
+        "invalid configuration: REDIS_URL: must be a redis://",
+        USE_REDIS,
+    ),
+    (
+        "no Redis URL",
+        {"REDIS_URL": ""},
+        "REDIS_URL",
+        ["serve", "worker", "status", "failed list", "backfill"],
+    ),
+    (
+        "malformed key",
+        {"TOKEN_ENCRYPTION_KEY": BAD_KEY},
+        "TOKEN_ENCRYPTION_KEY must be 32 random bytes",
+        USE_THE_KEY,
+    ),
+    (
+        "relative file sink",
+        {"SINKS": "file://relative.jsonl"},
+        "file sink needs an absolute path",
+        USE_THE_SINKS,
+    ),
+    ("Redis down", {}, "Redis (REDIS_URL) unavailable: ", USE_REDIS),
+]
+CASES = [
+    pytest.param(command, change, says, id=f"{command}: {problem}")
+    for problem, change, says, commands in PROBLEMS
+    for command in commands
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "says"),
+    CASES,
+)
+def test_a_command_refuses_a_configuration_error_or_unreachable_redis_in_one_line(
+    startup_env: dict[str, str], tmp_path: Path, command: str, change: dict[str, str], says: str
+) -> None:
+    result = cli(*COMMANDS[command], env={**startup_env, **change})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("concur-postback: ") and says in line
+    for secret in (REDIS_PASSWORD, BAD_KEY, startup_env["TOKEN_ENCRYPTION_KEY"], TOKEN):
+        assert secret not in result.stdout + result.stderr
+    assert not (tmp_path / "data" / "redis").exists()  # run started no embedded Redis either
 
 
 def serve_one_itinerary(

@@ -259,16 +259,17 @@ def run_backfill(
 ) -> BackfillResult:
     """The command: connect to Redis, walk the summaries, close everything."""
     redis = connect(settings)
-    walk = backfill(
-        settings,
-        redis,
-        OAuthToken(token),
-        since,
-        kinds=kinds,
-        progress=progress,
-        items_per_page=items_per_page,
-    )
     try:
+        redis.ping()  # what the walk finds goes to Redis: one that cannot take it is refused before Concur
+        walk = backfill(
+            settings,
+            redis,
+            OAuthToken(token),
+            since,
+            kinds=kinds,
+            progress=progress,
+            items_per_page=items_per_page,
+        )
         return asyncio.run(walk)
     finally:
         redis.close()

@@ -171,17 +171,20 @@ def _burst(pump: Pump, worker: HeartbeatWorker, settings: Settings) -> None:
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
     """Work until stopped (or, with ``burst``, until nothing is left)."""
-    metrics_server = serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
+    install(settings)  # the key, the sinks and Redis are refused before the metrics port is taken
+    metrics_server = None
     try:
+        if settings.worker_metrics_port:
+            metrics_server = serve_metrics(settings.worker_metrics_port)
         _run(settings, burst)
     finally:
+        uninstall()
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
 
 
 def _run(settings: Settings, burst: bool) -> None:
-    install(settings)
     redis = connect(settings)
     queue = job_queue(redis, settings)
     pump = make_pump(redis, settings)
@@ -209,6 +212,5 @@ def _run(settings: Settings, burst: bool) -> None:
         stop.set()
         if thread.is_alive():
             thread.join(timeout=5)
-        uninstall()
         with contextlib.suppress(RedisError):
             pump.release_lease()
