@@ -12,6 +12,7 @@ from lxml import etree
 from concur_postback.concur.profiles import Profile, parse_profile
 from concur_postback.concur.redaction import scrub_card_numbers
 from concur_postback.errors import InvalidDocument
+from tests.cards import non_card_runs, spelled_card_numbers, surrounding
 from tests.conftest import CORPUS, FIXTURES
 
 PROFILES = CORPUS / "profiles"
@@ -549,3 +550,30 @@ def test_any_profile_shaped_tree_parses_serialises_and_leaks_no_card(
     profile = parse_profile(body.encode())
     assert holds_no_card_number(profile) and b"4111111111111111" not in orjson.dumps(profile)
     assert profile.login_id == ("x@example.com" if login else None)
+
+
+PROFILE_PLACES = {
+    "first name": "<General><FirstName>{}</FirstName></General>",
+    "phone": "<Telephones><Telephone Type='Work'><PhoneNumber>{}</PhoneNumber></Telephone></Telephones>",
+    "custom field": "<CustomFields><CustomField Name='Billing'>{}</CustomField></CustomFields>",
+    "loyalty number": "<Air><AirMemberships><AirMembership><AccountNo>{}</AccountNo></AirMembership>"
+    "</AirMemberships></Air>",
+    "unknown element": "<Sponsors><Sponsor><Note>{}</Note></Sponsor></Sponsors>",
+}
+
+
+@given(
+    card=spelled_card_numbers(),
+    other=non_card_runs(),
+    before=surrounding,
+    place=st.sampled_from(sorted(PROFILE_PLACES)),
+)
+def test_a_card_number_anywhere_in_a_profile_is_masked_and_nothing_else(
+    card: tuple[str, str], other: str, before: str, place: str
+) -> None:
+    digits, written = card
+    value = f"{before} {written} / {other}".replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+    body = f"<ProfileResponse LoginId='x@example.com'>{PROFILE_PLACES[place].format(value)}</ProfileResponse>"
+    out = orjson.dumps(parse_profile(body.encode())).decode()
+    assert digits not in out.replace(other, "").replace(" ", "").replace("-", "")
+    assert "****" + digits[-4:] in out and other in out  # the loyalty-like number beside it is kept
