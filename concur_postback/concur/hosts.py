@@ -3,6 +3,7 @@
 A notification's ObjectURI is attacker-controlled input as far as we know; if we fetched whatever it
 named we would hand a live OAuth token to any host. So a URI must use the base URL's scheme rules, the
 default port, no user-info, and a host that is the base URL's host or matches an allowed pattern.
+Plain http is allowed only when the base URL is http, and then only for that exact host and port.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class HostPolicy:
         host = (parts.hostname or "").lower()
         if not host or not self.host_allowed(host):
             raise InvalidPostback("object_uri_not_allowed", "ObjectURI host is not an allowed Concur host")
+        if scheme == "http" and (host.rstrip(".") != self.base_host or port != self.base_port):
+            # An http base URL (a simulator, a local proxy) admits itself only: nothing else in clear text.
+            raise InvalidPostback("object_uri_not_allowed", "ObjectURI scheme must be https")
         default_port = 443 if scheme == "https" else 80
         if port != (self.base_port if host == self.base_host else default_port):
             raise InvalidPostback("object_uri_not_allowed", "ObjectURI port is not allowed")

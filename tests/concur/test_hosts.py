@@ -40,6 +40,13 @@ def test_an_http_base_url_allows_http_on_its_own_host_and_port_only() -> None:
             LOCAL.trip_id_from_uri(uri)
 
 
+def test_an_http_base_url_never_sends_a_token_to_a_concur_host_in_clear_text() -> None:
+    local = HostPolicy.from_base_url("http://127.0.0.1:8081", ["*.concursolutions.com"])
+    with pytest.raises(InvalidPostback, match="scheme"):
+        local.check_url("http://www.concursolutions.com/api/travel/trip/v1.1/ABC")
+    assert local.trip_id_from_uri("https://www.concursolutions.com/api/travel/trip/v1.1/ABC") == "ABC"
+
+
 def test_https_base_url_refuses_plain_http() -> None:
     with pytest.raises(InvalidPostback, match="scheme"):
         US.check_url("http://us.api.concursolutions.com/api/travel/trip/v1.1/ABC")
