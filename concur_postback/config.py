@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     postback_secret: SecretStr | None = Field(
         default=None,
         description="When set, the endpoint is `POST /postback/<secret>` (compared in constant time); "
-        "anything else is 404.",
+        "anything else is 404. To change it, list the new secret and the old one (comma or space "
+        "separated): both are accepted until the old one is dropped from the list.",
     )
     token_encryption_key: SecretStr | None = Field(
         default=None,
@@ -217,6 +218,15 @@ class Settings(BaseSettings):
         description="A worker process serves its Prometheus metrics at `http://<host>:<port>/metrics` (all "
         "interfaces); unset: no server. One port per worker process (see Metrics).",
     )
+
+    @property
+    def postback_secrets(self) -> tuple[bytes, ...]:
+        """Every accepted secret path segment (more than one while it is being changed)."""
+        if self.postback_secret is None:
+            return ()
+        return tuple(
+            part.encode() for part in self.postback_secret.get_secret_value().replace(",", " ").split()
+        )
 
     @field_validator("concur_allowed_hosts", mode="before")
     @classmethod

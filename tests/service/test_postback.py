@@ -182,6 +182,16 @@ def test_secret_path(
     assert redis.llen(INBOX_KEY) == 1
 
 
+def test_a_secret_being_changed_accepts_the_new_and_the_old_one(
+    make_server: Callable[[Settings], LiveServer], make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    server = make_server(make_settings(postback_secret="new-secret-value-1, old-secret-value-0"))
+    for secret in ("new-secret-value-1", "old-secret-value-0"):
+        assert server.post(f"/postback/{secret}", body=NOTIFICATION, **ITINERARY).status_code == 200
+    for path in ("/postback/new-secret-value-1,", "/postback/new-secret-value-1, old-secret-value-0"):
+        assert server.post(path, body=NOTIFICATION, **ITINERARY).status_code == 404
+
+
 def test_wrong_method_and_unknown_path(server: LiveServer) -> None:
     assert server.client.get("/postback").status_code == 405
     assert server.client.post("/other").status_code == 404

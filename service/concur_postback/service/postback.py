@@ -85,12 +85,15 @@ class PostbackEndpoint:
     vault: TokenVault
     committer: Committer
     counters: dict[tuple[str, str], Counter] = field(default_factory=metrics.postback_counters)
+    secrets: tuple[bytes, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secrets", self.settings.postback_secrets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        secret = self.settings.postback_secret
-        if secret is not None and not hmac.compare_digest(
-            scope["path"].removeprefix("/postback/").encode(), secret.get_secret_value().encode()
+        if self.secrets and not _secret_matches(
+            scope["path"].removeprefix("/postback/").encode(), self.secrets
         ):
             await send_not_found(send)
             return
@@ -137,3 +140,11 @@ class PostbackEndpoint:
         status = metrics.ACCEPTED if result.accepted else metrics.DUPLICATE
         await send_json(send, 200, {"status": status, "id": result.id})
         return record.kind.value, status
+
+
+def _secret_matches(given: bytes, secrets: tuple[bytes, ...]) -> bool:
+    """Constant time whichever secret matches, and whether any does: every one is compared."""
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(given, secret)
+    return matched
