@@ -8,7 +8,7 @@ Mandatory="…"/>`` saying which booking kinds the card pays for by default.
 
 This module is where the full card number stops: ``AccountNo`` (and look-alikes such as ``CardNumber``)
 is masked to its last four as it is read, whatever it holds, here and anywhere in ``extra``; CVV-like
-fields are hidden entirely (`reader.REDACTION`), and every other string has its card numbers masked.
+fields are hidden entirely (`FOP_REDACTION`), and every other string has its card numbers masked.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from concur_postback.concur.xml import parse
 __all__ = ["BillingAddress", "Card", "FormOfPayment", "SegmentDefault", "parse_fop"]
 
 ROOT = "CorporateFOPResponse"
-# In a form of payment an account number is a card number, wherever it stands.
+# In a form of payment an account number is a card number, wherever it stands, and these are its codes.
 _NUMBER_NAMES = ("AccountNo", "AccountNumber", "CardNumber", "CardNo", "CreditCardNumber", "PAN")
-FOP_REDACTION = REDACTION.including(*_NUMBER_NAMES)
+_CVV_NAMES = ("CVV", "CVV2", "CVC", "CVC2", "CVN", "CID", "CSC", "SecurityCode", "CardSecurityCode")
+_CVV_LONG_NAMES = ("CardVerificationValue", "CardVerificationCode", "VerificationCode")
+FOP_REDACTION = REDACTION.including(_NUMBER_NAMES, (*_CVV_NAMES, *_CVV_LONG_NAMES))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,13 +37,14 @@ class Node(Protocol):
 
     @property
     def name(self) -> str:
-        """The local name; ``key`` is how it is named in ``extra`` (``@Type`` for an attribute)."""
+        """The local name."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """How it is named in ``extra``: its name, ``@Type`` for an attribute."""
 
-    def take(self, names: Iterable[str]) -> list[Node]:
-        """Attributes, then child elements in document order, named any of ``names`` (any case).
+    def take(self, name: str) -> list[Node]:
+        """The attributes, then the child elements in document order, called ``name`` (any case).
         What is taken is left out of `rest`."""
 
     def children(self) -> list[Node]:
@@ -56,7 +57,8 @@ class Node(Protocol):
         """All the text inside, stripped (the pieces of nested elements spaced); None when empty."""
 
     def own_text(self) -> str | None:
-        """Only the text directly inside (`<Email Type="Work">a@b.c</Email>`); taken from `rest`."""
+        """Only the text directly inside (`<Email Type="Work">a@b.c</Email>`), around any children
+        too; taken from `rest`."""
 
     def structured(self) -> bool:
         """Whether it has child elements or attributes (other than schema markup) beside its text."""
@@ -77,8 +79,10 @@ class Redaction:
     hidden: frozenset[str]
     scrub: Callable[[str], str] = scrub_card_numbers
 
-    def including(self, *card_fields: str) -> Redaction:
-        return Redaction(self.card_fields | {name.lower() for name in card_fields}, self.hidden, self.scrub)
+    def including(self, card_fields: Iterable[str] = (), hidden: Iterable[str] = ()) -> Redaction:
+        """This policy, with more names that hold card numbers or secrets (a form of payment's)."""
+        more_cards, more_hidden = {name.lower() for name in card_fields}, {name.lower() for name in hidden}
+        return Redaction(self.card_fields | more_cards, self.hidden | more_hidden, self.scrub)
 
     def rule(self, key: str) -> Callable[[str], str] | None:
         name = key.lstrip("@").lower()
@@ -95,15 +99,17 @@ class Redaction:
         if isinstance(value, list):
             return [self.data(item, rule) for item in value]
         if isinstance(value, dict):
-            return {self.scrub(key): self.data(item, rule or self.rule(key)) for key, item in value.items()}
+            redacted: dict[str, JSON] = {}
+            for key, item in value.items():  # two names may mask alike: both kept
+                add_value(redacted, self.scrub(key), self.data(item, rule or self.rule(key)))
+            return redacted
         return value
 
 
-_CVV = ("CVV", "CVV2", "CVC", "CVC2", "CVN", "CID", "CSC", "SecurityCode", "CardSecurityCode")
-_CVV_LONG = ("CardVerificationValue", "CardVerificationCode", "VerificationCode")
+# Names that mean a card number or a secret in any document; a form of payment adds its own (`fop`),
+# which elsewhere mean other things (a loyalty `AccountNo`, an Indian tax `PAN`, a customer `CID`).
 REDACTION = Redaction(
-    card_fields=frozenset(("cardnumber", "cardno", "creditcardnumber", "pan")),
-    hidden=frozenset(name.lower() for name in (*_CVV, *_CVV_LONG, "Password")),
+    card_fields=frozenset(("cardnumber", "creditcardnumber")), hidden=frozenset(("password",))
 )
 # For what is not event data but identifiers to act on (a notification's trip URI, a summary's login):
 # masking a Luhn-valid digit run there would fetch the wrong thing.
@@ -127,16 +133,22 @@ class Reading:
     groups: dict[str, Node] = field(default_factory=dict)  # nested groups read field by field
 
     def take(self, names: tuple[str, ...]) -> list[Node]:
-        """Nodes named any of ``names``; ``Group/Name`` looks inside the first ``Group`` child."""
+        """Nodes named any of ``names``, in that order; ``Group/Name`` looks inside the first ``Group``."""
         found: list[Node] = []
         for name in names:
             group, _, leaf = name.rpartition("/")
-            found += self.group(group).take([leaf]) if group else self.node.take([name])
+            found += self.group(group).take(leaf) if group else self.node.take(name)
         return found
+
+    def elements(self, names: tuple[str, ...]) -> list[Node]:
+        """Like `take`, for records and groups: an attribute of such a name holds none, so it is kept."""
+        found = self.take(names)
+        self.keep_all(node for node in found if node.key.startswith("@"))
+        return [node for node in found if not node.key.startswith("@")]
 
     def group(self, name: str) -> Node:
         if name not in self.groups:
-            nodes = self.node.take([name])
+            nodes = self.elements((name,))
             self.keep_all(nodes[1:])
             self.groups[name] = nodes[0] if nodes else Leaf()
         return self.groups[name]
@@ -213,6 +225,7 @@ def flag(*names: str) -> Any:
 
 
 def own_text() -> Any:
+    """The node's own text (an `<EmailAddress>`'s address), beside its attributes."""
     return _declared(lambda reading: _clean(reading, reading.node.key, reading.node.own_text()))
 
 
@@ -224,7 +237,12 @@ def text_list(*names: str, separator: str = ",") -> Any:
 def element_kind(*known: str) -> Any:
     """The node's own name (``Air``, ``RateWithAllowance``), spelled as in ``known`` whatever the case."""
     spelling = {name.lower(): name for name in known}
-    return _declared(lambda reading: spelling.get(reading.node.name.lower(), reading.node.name), default="")
+
+    def kind(reading: Reading) -> str:
+        name = reading.node.name
+        return spelling.get(name.lower()) or reading.redaction.scrub(name)
+
+    return _declared(kind, default="")
 
 
 def from_names(function: Callable[[set[str]], object]) -> Any:
@@ -266,11 +284,14 @@ def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] |
     found = reading.take(names)
     if not found:
         return None
-    first = found[0].text()
-    if found[0].structured():
-        reading.keep(found[0].key, found[0].data())
-    reading.keep_all(node for node in found[1:] if node.structured() or node.text() != first)
-    return found[0].key, first
+    chosen = next((node for node in found if node.text()), found[0])  # `<Page/><CurrentPage>2`: 2
+    first = chosen.text()
+    reading.keep_all(
+        node
+        for node in found
+        if node.structured() or (node is not chosen and node.text() not in (first, None))
+    )
+    return chosen.key, first
 
 
 def _text(names: tuple[str, ...], or_own_text: bool, or_name: bool, reading: Reading) -> str | None:
@@ -278,7 +299,7 @@ def _text(names: tuple[str, ...], or_own_text: bool, or_name: bool, reading: Rea
     if value is None and or_own_text:
         key, value = reading.node.key, reading.node.own_text()
     if value is None and or_name:
-        return reading.node.name
+        return reading.redaction.scrub(reading.node.name)
     return _clean(reading, key, value)
 
 
@@ -300,12 +321,13 @@ def _text_list(names: tuple[str, ...], separator: str, reading: Reading) -> list
     for node in reading.take(names):
         if node.structured():  # not the documented plain list: keep its shape too
             reading.keep(node.key, node.data())
-        parts += [part.strip() for part in (node.text() or "").split(separator) if part.strip()]
-    return [reading.redaction.value(names[0], part) for part in parts]
+        listed = (part.strip() for part in (node.text() or "").split(separator))
+        parts += [reading.redaction.value(node.key, part) for part in listed if part]
+    return parts
 
 
 def _record(cls: type[_Record], names: tuple[str, ...], reading: Reading) -> object:
-    found = reading.take(names)
+    found = reading.elements(names)
     reading.keep_all(found[1:])
     return read(cls, found[0], reading.redaction) if found else None
 
@@ -318,7 +340,7 @@ def _items(
 ) -> list[object]:
     boxes = {name.lower() for name in containers}
     made: list[object] = []
-    for node in reading.take(containers + tuple(item_names)):
+    for node in reading.elements(containers + tuple(item_names)):
         if node.name.lower() not in boxes:  # an item outside any container
             made.append(make(node, reading.redaction))
             continue
@@ -359,7 +381,7 @@ class Leaf:
     def __init__(self, name: str = "", value: str = "", key: str | None = None) -> None:
         self.name, self._value, self.key = name, value, name if key is None else key
 
-    def take(self, names: Iterable[str]) -> list[Node]:
+    def take(self, name: str) -> list[Node]:
         return []
 
     def children(self) -> list[Node]:

@@ -20,6 +20,7 @@ _RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,}(?!\d)", re.ASCII)
 # latitude (38.812690000000) is never read as one.
 _GROUPED = re.compile(r"(?<!\d)\d{4}([ ._/-]{1,2})\d{4}\1\d{4}\1\d{1,7}(?!\d|\1\d)", re.ASCII)
 _SEPARATOR = re.compile(r"[ -]")
+_MASKED = re.compile(r"[*Xx•]+\d{4}", re.ASCII)
 _NOT_DIGIT = re.compile(r"\D", re.ASCII)
 _DIGITS = re.compile(r"\d+", re.ASCII)
 MIN_DIGITS, MAX_DIGITS = 13, 19
@@ -52,9 +53,12 @@ def scrub_card_numbers(text: str) -> str:
 
 
 def mask_card_field(value: str) -> str:
-    """A value that is a card number by where it stands: masked whether or not it passes Luhn."""
+    """A value that is a card number by where it stands: masked whether or not it passes Luhn (one
+    Concur masked already, ``XXXXXXXXXXXX1111``, shows the same last four)."""
     compact = _SEPARATOR.sub("", value)
-    return compact if compact.startswith("****") else mask(compact)
+    if _MASKED.fullmatch(compact):
+        return "****" + compact[-4:]
+    return mask(compact)
 
 
 def hide(value: str) -> str:

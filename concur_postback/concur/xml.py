@@ -11,7 +11,6 @@ Concur's documents are inconsistent (namespaces present, absent or http vs https
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 
 from lxml import etree
 
@@ -92,10 +91,12 @@ class XmlNode:
         self._element = element
         self.name = local_name(element)
         self._children: dict[str, list[etree._Element]] | None = None  # built at the first lookup
-        self._attributes: dict[str, tuple[str, str]] = {}  # lower-cased local name -> (name, value)
+        # (lookup name, local name, value); schema markup (xsi:type, xsi:nil) is kept, never read as a field
+        self._attributes: list[tuple[str, str, str]] = []
         for key, value in element.attrib.items():
             name = str(key).rpartition("}")[2]
-            self._attributes.setdefault(name.lower(), (name, str(value).strip()))
+            lookup = "" if str(key).startswith(_XSI) else name.lower()
+            self._attributes.append((lookup, name, str(value).strip()))
         self._taken: set[str] = set()  # lower-cased names, of attributes and children alike
         self._own_text_taken = False
 
@@ -103,26 +104,20 @@ class XmlNode:
     def key(self) -> str:
         return self.name
 
-    def take(self, names: Iterable[str]) -> list[Node]:
-        found: list[Node] = []
-        elements: list[etree._Element] = []
-        index = self._index()
-        for name in names:
-            key = name.lower()
-            self._taken.add(key)
-            if (attribute := self._attributes.get(key)) is not None:
-                found.append(Leaf(attribute[0], attribute[1], "@" + attribute[0]))
-            elements += index.get(key, ())
-        if len(elements) > 1:
-            elements.sort(key=_position)
-        return found + [XmlNode(element) for element in elements]
+    def take(self, name: str) -> list[Node]:
+        key = name.lower()
+        self._taken.add(key)
+        found: list[Node] = [
+            Leaf(local, value, "@" + local) for lookup, local, value in self._attributes if lookup == key
+        ]
+        return found + [XmlNode(element) for element in self._index().get(key, ())]
 
     def children(self) -> list[Node]:
         self._taken.update(self._index())
         return [XmlNode(child) for child in self._element.iterchildren(etree.Element)]
 
     def names(self) -> set[str]:
-        return {"@" + key for key in self._attributes} | self._index().keys()
+        return {"@" + lookup for lookup, _, _ in self._attributes if lookup} | self._index().keys()
 
     def text(self) -> str | None:
         if len(self._element) == 0:
@@ -133,9 +128,7 @@ class XmlNode:
 
     def own_text(self) -> str | None:
         self._own_text_taken = True
-        if len(self._element) == 0:
-            return self.text()
-        return (self._element.text or "").strip() or None
+        return self._own_text()
 
     def structured(self) -> bool:
         if len(self._element):
@@ -151,17 +144,23 @@ class XmlNode:
         return self._plain(self._taken, self._own_text_taken)
 
     def _plain(self, taken: set[str], own_text_taken: bool) -> dict[str, JSON]:
-        data: dict[str, JSON] = {
-            f"@{name}": value for key, (name, value) in self._attributes.items() if key not in taken
-        }
+        data: dict[str, JSON] = {}
+        for lookup, name, value in self._attributes:
+            if lookup not in taken or not lookup:
+                add_value(data, f"@{name}", value)
         for child in self._element.iterchildren(etree.Element):
             name = local_name(child)
             if name.lower() not in taken:
                 add_value(data, name, XmlNode(child).data())
-        own = (self._element.text or "").strip()
-        if own and not own_text_taken:
+        own = None if own_text_taken else self._own_text()
+        if own:
             data["#text"] = own
         return data
+
+    def _own_text(self) -> str | None:
+        """Text directly inside, between and after child elements too (mixed content), spaced."""
+        parts = [self._element.text, *(child.tail for child in self._element)]
+        return " ".join(part.strip() for part in parts if part and part.strip()) or None
 
     def _index(self) -> dict[str, list[etree._Element]]:
         if self._children is None:
@@ -169,11 +168,6 @@ class XmlNode:
             for child in self._element.iterchildren(etree.Element):
                 self._children.setdefault(local_name(child).lower(), []).append(child)
         return self._children
-
-
-def _position(element: etree._Element) -> int:
-    parent = element.getparent()
-    return parent.index(element) if parent is not None else 0
 
 
 def _first_line(exc: Exception) -> str:
