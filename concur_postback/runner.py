@@ -94,9 +94,9 @@ def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bo
 
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
-        embedded = EmbeddedRedis(data_dir / "redis").start()
-        env["REDIS_URL"] = embedded.url
-        log.info("run.embedded_redis", url=embedded.url, data_dir=str(data_dir / "redis"))
+        embedded = EmbeddedRedis(data_dir / "redis", password=True).start()
+        env["REDIS_URL"] = embedded.url  # holds the password: only this user's processes read it
+        log.info("run.embedded_redis", address=embedded.address, data_dir=str(data_dir / "redis"))
     simulator = _start_simulator(env) if simulate else None
     web = _spawn(["serve", "--host", host, "--port", str(port)], env)
     worker_processes = [_spawn(["worker"], env) for _ in range(workers)]
