@@ -273,7 +273,9 @@ def _parse_url(url: str) -> tuple[str, str, httpx.Timeout, tuple[str, str] | Non
 
 
 def _display(url: str) -> str:
-    """A URL safe to log: user-info masked (a user name can be a token too), query and fragment dropped."""
+    """A URL safe to log: scheme and host only. User-info can be a token, and webhook paths often are
+    secrets (Slack-style `https://hooks.example/T000/B000/XXXX`); the sink's id (`sink_label`) tells
+    two sinks on one host apart."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -281,4 +283,4 @@ def _display(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, netloc, "/…" if parts.path.strip("/") else "", "", ""))
