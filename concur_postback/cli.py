@@ -350,9 +350,11 @@ def failed_list(as_json: bool) -> None:
 @click.argument("failed_id")
 def failed_show(failed_id: str) -> None:
     """Show one entry and what it holds (a dead letter's event; a notification's record, token encrypted)."""
+    from concur_postback.tokens import vault_from_settings  # noqa: PLC0415
     from concur_postback.workers.failed import show  # noqa: PLC0415
 
-    found = show(_redis_for_cli()[0], failed_id)
+    redis, settings = _redis_for_cli()
+    found = show(redis, failed_id, vault_from_settings(settings))
     if found is None:
         raise click.ClickException(f"nothing failed with id {failed_id}")
     entry, held = found
@@ -390,6 +392,26 @@ def failed_purge() -> None:
 
 
 @main.command()
+def rekey() -> None:
+    """Re-seal stored tokens and events with the first key of TOKEN_ENCRYPTION_KEYS.
+
+    Exit status 1 if something is sealed with a key the ring does not hold (it needs that key back).
+    """
+    from concur_postback.tokens import vault_from_settings  # noqa: PLC0415
+    from concur_postback.workers.rekey import rekey as reseal  # noqa: PLC0415
+
+    redis, settings = _redis_for_cli()
+    counts = reseal(redis, vault_from_settings(settings))
+    for what, done in counts.items():
+        click.echo(
+            f"{what}: {done.resealed} re-sealed, {done.current} already current, "
+            f"{done.changed} changed meanwhile, {done.unreadable} under a key not in the ring"
+        )
+    if any(done.unreadable for done in counts.values()):
+        sys.exit(1)
+
+
+@main.command()
 def genkey() -> None:
     """Print a new TOKEN_ENCRYPTION_KEY."""
     from concur_postback.tokens import generate_key  # noqa: PLC0415
@@ -406,7 +428,7 @@ def _require(settings: Settings) -> None:
         name
         for name, value in (
             ("REDIS_URL", settings.redis_url),
-            ("TOKEN_ENCRYPTION_KEY", settings.token_encryption_key),
+            ("TOKEN_ENCRYPTION_KEY", settings.encryption_keys or None),
         )
         if value is None
     ]

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="32 random bytes, url-safe base64 (`concur-postback genkey`); the same for all "
         "processes. `run` generates one into `DATA_DIR/token.key` (mode 0600).",
     )
+    token_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Instead of `TOKEN_ENCRYPTION_KEY`, to rotate it: keys comma or space separated, the "
+        "first seals what is stored, every one opens it. Put the new key first everywhere, run "
+        "`concur-postback rekey`, then drop the old one.",
+    )
     log_level: str = Field(default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.")
     log_format: LogFormat = Field(
         default=LogFormat.JSON, description="`json` (one object per line) or `console`."
@@ -220,6 +226,13 @@ class Settings(BaseSettings):
     )
 
     @property
+    def encryption_keys(self) -> list[str]:
+        """The key ring: TOKEN_ENCRYPTION_KEYS, or the one TOKEN_ENCRYPTION_KEY (first seals, all open)."""
+        if self.token_encryption_keys is not None:
+            return self.token_encryption_keys.get_secret_value().replace(",", " ").split()
+        return [self.token_encryption_key.get_secret_value()] if self.token_encryption_key else []
+
+    @property
     def postback_secrets(self) -> tuple[bytes, ...]:
         """Every accepted secret path segment (more than one while it is being changed)."""
         if self.postback_secret is None:
@@ -234,7 +247,12 @@ class Settings(BaseSettings):
         return _split_list(value)
 
     @field_validator(
-        "redis_url", "postback_secret", "token_encryption_key", "sink_http_secret", mode="before"
+        "redis_url",
+        "postback_secret",
+        "token_encryption_key",
+        "token_encryption_keys",
+        "sink_http_secret",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -264,6 +282,12 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @model_validator(mode="after")
+    def _one_way_to_give_keys(self) -> Settings:
+        if self.token_encryption_key is not None and self.token_encryption_keys is not None:
+            raise ValueError("set TOKEN_ENCRYPTION_KEY or TOKEN_ENCRYPTION_KEYS, not both")
+        return self
 
     @model_validator(mode="after")
     def _horizon_within_token_ttl(self) -> Settings:

@@ -23,6 +23,7 @@ import orjson
 
 from concur_postback.concur.notification import Kind
 from concur_postback.inbox import Record
+from concur_postback.tokens import TokenVault
 
 SCHEMA_VERSION = 1
 
@@ -113,3 +114,13 @@ def event_from_json(payload: bytes) -> Event:
     """An event read back from Redis for a retry: ``data`` and ``error`` stay plain JSON values."""
     fields = orjson.loads(payload)
     return Event(**fields)
+
+
+def seal_event(vault: TokenVault, notification_id: str, payload: bytes) -> str:
+    """An event as Redis keeps it for sink retries and dead letters: encrypted, bound to its
+    notification (it holds passport, licence and card-holder data)."""
+    return vault.seal(payload, bound_to="event:" + notification_id)
+
+
+def open_event(vault: TokenVault, notification_id: str, stored: bytes | str) -> bytes:
+    return vault.open(stored.decode() if isinstance(stored, bytes) else stored, "event:" + notification_id)

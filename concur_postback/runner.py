@@ -54,11 +54,11 @@ def _start_simulator(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return process
 
 
-def _refuse_early(settings: Settings, key: str) -> None:
+def _refuse_early(settings: Settings, keys: list[str]) -> None:
     """Refuse here, before any port is bound or child started, what a child would refuse at its start:
     a malformed key, a sink that cannot be used (built once and closed again), a REDIS_URL that does not
     answer. The error then reaches the command line itself, not a child's log."""
-    TokenVault(key)
+    TokenVault(*keys)
     asyncio.run(_close(build_sinks(settings).values()))
     if settings.redis_url is not None:
         client = sync_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
@@ -79,10 +79,11 @@ def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bo
     ``simulate``: also run the Concur simulator and point the service at it (CONCUR_BASE_URL).
     """
     data_dir: Path = settings.data_dir
-    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
-    key = key or ensure_key_file(data_dir)
-    _refuse_early(settings, key)
-    env = {**os.environ, "TOKEN_ENCRYPTION_KEY": key}
+    keys = settings.encryption_keys or [ensure_key_file(data_dir)]
+    _refuse_early(settings, keys)
+    env = {**os.environ}
+    if not settings.encryption_keys:
+        env["TOKEN_ENCRYPTION_KEY"] = keys[0]
     stopping = threading.Event()
 
     def on_signal(signum: int, _: FrameType | None) -> None:

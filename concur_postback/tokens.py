@@ -1,7 +1,10 @@
-"""Tokens at rest: AES-256-GCM encrypted, bound to their record, never stored in clear.
+"""Secrets and personal data at rest: AES-256-GCM encrypted, bound to their record, never in clear.
 
-The same key is shared by the web tier (which encrypts) and the workers (which decrypt), so it comes
-from TOKEN_ENCRYPTION_KEY, or from a key file that `run` generates in its data directory.
+Tokens (in stored notifications) and events (kept for sink retries and dead letters: passport and
+licence numbers, addresses) are sealed with the same key ring, shared by the web tier and the
+workers: TOKEN_ENCRYPTION_KEYS (the first key seals, every key opens, so a key can be rotated while
+data sealed with the old one is still stored; `concur-postback rekey` re-seals it), or the one key
+of TOKEN_ENCRYPTION_KEY, or a key file that `run` generates in its data directory.
 
 AES-GCM (from `cryptography`, like Fernet) rather than Fernet itself: encryption sits on the ack path,
 and GCM costs ~1 µs per token where Fernet's CBC + HMAC + base64 costs ~8. Each ciphertext carries a
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -27,7 +31,8 @@ from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError, TokenDecryptionError
 
 KEY_FILE_NAME = "token.key"
-_VERSION = "v1."
+_V1 = "v1."  # v1.<base64(nonce + ciphertext)>: one key, before key rings
+_V2 = "v2."  # v2.<key id>.<base64(nonce + ciphertext)>
 _NONCE_BYTES = 12
 
 
@@ -53,36 +58,74 @@ class _Nonces:
         return self._field + n.to_bytes(4, "big")
 
 
+def _raw_key(key: str | bytes) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(key)
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(
+            "TOKEN_ENCRYPTION_KEY must be 32 random bytes, url-safe base64-encoded, and so must each "
+            "of TOKEN_ENCRYPTION_KEYS (make one with `concur-postback genkey`)"
+        )
+    return raw
+
+
+def _key_id(raw: bytes) -> str:
+    """Names the key a value was sealed with (a digest that reveals nothing of the key)."""
+    return hashlib.sha256(b"concur-postback key id\x00" + raw).hexdigest()[:8]
+
+
 class TokenVault:
-    def __init__(self, key: str | bytes) -> None:
-        try:
-            raw = base64.urlsafe_b64decode(key)
-        except (ValueError, binascii.Error):
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigurationError(
-                "TOKEN_ENCRYPTION_KEY must be 32 random bytes, url-safe base64-encoded "
-                "(make one with `concur-postback genkey`)"
-            )
-        self._aead = AESGCM(raw)
+    """Seals with the first of ``keys``, opens with any of them."""
+
+    def __init__(self, *keys: str | bytes) -> None:
+        if not keys:
+            raise ConfigurationError("no TOKEN_ENCRYPTION_KEYS given")
+        raws = [_raw_key(key) for key in keys]
+        self._ring = {_key_id(raw): AESGCM(raw) for raw in raws}
+        self._current = _key_id(raws[0])
         self._nonces = _Nonces()
-        # A separate key for pseudonymous subjects, so the hash of a token reveals nothing usable.
-        self._subject_key = hashlib.sha256(b"concur-postback subject\x00" + raw).digest()
+        # A separate key for pseudonymous subjects, so the hash of a token reveals nothing usable. From
+        # the oldest key: a new key at the head of the ring leaves every traveller's pseudonym as it was.
+        self._subject_key = hashlib.sha256(b"concur-postback subject\x00" + raws[-1]).digest()
+
+    def seal(self, data: bytes, bound_to: str) -> str:
+        """``data`` encrypted with the current key; it opens only as ``bound_to``'s."""
+        nonce = self._nonces.take()
+        sealed = self._ring[self._current].encrypt(nonce, data, bound_to.encode())
+        return f"{_V2}{self._current}.{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+
+    def open(self, data: str, bound_to: str) -> bytes:
+        """What `seal` sealed for ``bound_to``, with whichever key of the ring sealed it."""
+        try:
+            if data.startswith(_V2):
+                key_id, _, encoded = data[len(_V2) :].partition(".")
+                keys = [self._ring[key_id]] if key_id in self._ring else []
+            elif data.startswith(_V1):
+                encoded, keys = data[len(_V1) :], list(self._ring.values())
+            else:
+                raise ValueError(data[:3])
+            blob = base64.urlsafe_b64decode(encoded)
+            for aead in keys:
+                with contextlib.suppress(InvalidTag):
+                    return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], bound_to.encode())
+        except (ValueError, binascii.Error):
+            pass
+        raise TokenDecryptionError("stored data cannot be decrypted with these keys")
+
+    def is_current(self, data: str) -> bool:
+        """Whether ``data`` is sealed with the key that seals now (`rekey` re-seals the rest)."""
+        return data.startswith(f"{_V2}{self._current}.")
 
     def encrypt(self, token: OAuthToken, bound_to: str) -> str:
-        nonce = self._nonces.take()
-        sealed = self._aead.encrypt(nonce, token.value.encode(), bound_to.encode())
-        return _VERSION + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return self.seal(token.value.encode(), bound_to)
 
     def decrypt(self, data: str, bound_to: str) -> OAuthToken:
         try:
-            if not data.startswith(_VERSION):
-                raise ValueError(data[:3])
-            blob = base64.urlsafe_b64decode(data[len(_VERSION) :])
-            plain = self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], bound_to.encode())
-            return OAuthToken(plain.decode())
-        except (InvalidTag, ValueError, binascii.Error):
-            raise TokenDecryptionError("stored token cannot be decrypted with this key") from None
+            return OAuthToken(self.open(data, bound_to).decode())
+        except UnicodeDecodeError:
+            raise TokenDecryptionError("stored token cannot be decrypted with these keys") from None
 
     def subject_of(self, token: OAuthToken) -> str:
         """A stable pseudonym for the traveller a user-level token belongs to."""
@@ -106,9 +149,10 @@ def ensure_key_file(data_dir: Path) -> str:
 
 
 def vault_from_settings(settings: Settings) -> TokenVault:
-    if settings.token_encryption_key is None:
+    keys = settings.encryption_keys
+    if not keys:
         raise ConfigurationError(
             "TOKEN_ENCRYPTION_KEY is not set: the web tier and the workers need the same key "
             "(`concur-postback genkey` prints a new one; `run` keeps one in its data directory)"
         )
-    return TokenVault(settings.token_encryption_key.get_secret_value())
+    return TokenVault(*keys)

@@ -26,7 +26,11 @@ def run_env(tmp_path: Path, simulator: Simulator) -> dict[str, str]:
 def start_run(env: dict[str, str]) -> tuple[Process, str, str]:
     port = free_port()
     process = Process(["run", "--port", str(port)], env)
-    redis_url = str(process.wait_for("run.embedded_redis")["url"])
+    started = process.wait_for("run.embedded_redis")
+    assert "url" not in started  # it holds the password: the log names the address only
+    password = (Path(env["DATA_DIR"]) / "redis" / "password").read_text().strip()
+    assert password not in process.output
+    redis_url = f"redis://:{password}@{started['address']}/0"
     process.wait_for("Uvicorn running on", prefix=True)  # listening (service.started precedes the bind)
     return process, f"http://127.0.0.1:{port}", redis_url
 
@@ -126,9 +130,10 @@ COMMANDS = {
     "subscribe": ["subscribe", "--type", "fop", "--token", TOKEN],
     "unsubscribe": ["unsubscribe", "--type", "fop", "--token", TOKEN],
     "backfill": ["backfill", "--since", "2026-01-01", "--token", TOKEN],
+    "rekey": ["rekey"],
     "simulate": ["simulate", "--port", "0"],
 }
-USE_THE_KEY = ["serve", "worker", "run", "backfill"]
+USE_THE_KEY = ["serve", "worker", "run", "backfill", "failed show", "rekey"]
 USE_THE_SINKS = ["worker", "run"]
 # serve is not among them: by design it starts without Redis (/readyz says 503, postbacks get 503).
 USE_REDIS = [
@@ -140,6 +145,7 @@ USE_REDIS = [
     "failed requeue",
     "failed purge",
     "backfill",
+    "rekey",
 ]
 REDIS_PASSWORD = "hunter2-redis-password"
 BAD_KEY = "c2hvcnQta2V5LXNlY3JldA=="  # base64 of 16 bytes, not 32
@@ -169,7 +175,7 @@ PROBLEMS: list[tuple[str, dict[str, str], str, list[str]]] = [
         "no Redis URL",
         {"REDIS_URL": ""},
         "REDIS_URL",
-        ["serve", "worker", "status", "failed list", "backfill"],
+        ["serve", "worker", "status", "failed list", "backfill", "rekey"],
     ),
     (
         "malformed key",

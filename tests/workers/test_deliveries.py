@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from concur_postback.config import Settings
+from concur_postback.embedded import EmbeddedRedis
 from concur_postback.errors import SinkError
 from concur_postback.events import Event, build_event
 from concur_postback.inbox import Record
@@ -28,12 +30,17 @@ from concur_postback.keys import (
     sink_retry_key,
 )
 from concur_postback.sinks import sink_id
+from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.deliveries import CLAIM_MARGIN_SECONDS, Deliveries, event_ttl
 from concur_postback.workers.failed import list_failed, per_sink, purge, requeue, show, unowned_sinks
 from concur_postback.workers.ledger import Ledger
-from tests.conftest import profiles, store
+from concur_postback.workers.worker import run_worker
+from tests.chaos.harness import files_contents, redis_contents
+from tests.conftest import Simulator, profiles, store
 from tests.processes import clean_env, cli
 from tests.workers.conftest import lease
+
+PASSPORT = "P53829017"  # in the simulator's profile
 
 
 @dataclass
@@ -75,7 +82,7 @@ def run(redis_url: str, settings: Settings, sinks: list[Any], *steps: Step) -> N
     async def main() -> None:
         client = AsyncRedis.from_url(redis_url)
         try:
-            deliveries = Deliveries(settings, client, by_id(*sinks))
+            deliveries = Deliveries(settings, client, by_id(*sinks), vault_from_settings(settings))
             await deliveries.register()
             for step in steps:
                 await step(deliveries)
@@ -231,7 +238,7 @@ def test_permanent_failure_is_a_dead_letter_until_requeued_to_that_sink_only(
         1,
     )
     assert letter.reason == "HTTP 400 Bad Request"
-    shown = show(redis, letter.id)
+    shown = show(redis, letter.id, vault_from_settings(fast))
     assert shown is not None and orjson.loads(shown[1] or b"{}")["id"] == event.id
     assert per_sink(redis)[label(rejecting)] == {"retrying": 0, "dead": 1}
 
@@ -272,7 +279,8 @@ def test_failed_commands(redis: Redis, redis_url: str, fast: Settings) -> None:
     rejecting = ScriptedSink("rejecting", [SinkError("HTTP 410 Gone", permanent=True)])
     record, event = fetched(redis_url, redis, fast)
     run(redis_url, fast, [rejecting], hand_over(record, event))
-    env = clean_env(REDIS_URL=redis_url)
+    key = fast.token_encryption_key.get_secret_value() if fast.token_encryption_key else ""
+    env = clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=key)  # `show` decrypts the stored event
     listed = cli("failed", "list", env=env)
     assert listed.returncode == 0 and "HTTP 410 Gone" in listed.stdout and record.id in listed.stdout
     [row] = [orjson.loads(line) for line in cli("failed", "list", "--json", env=env).stdout.splitlines()]
@@ -287,3 +295,29 @@ def test_failed_commands(redis: Redis, redis_url: str, fast: Settings) -> None:
     assert schedule(redis, rejecting) == [record.id.encode()]
     assert cli("failed", "show", "missing.x", env=env).returncode != 0
     assert "purged 0" in cli("failed", "purge", "--yes", env=env).stdout
+
+
+def test_events_kept_for_retries_are_encrypted_in_redis_and_its_aof(
+    simulator: Simulator, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """An event some sink still owes holds the traveller's passport number: neither Redis's values nor
+    its AOF on disk may show it."""
+    server = EmbeddedRedis(tmp_path / "own-redis", appendfsync="always").start()
+    try:
+        settings = make_settings(
+            redis_url=server.url,
+            concur_base_url=simulator.url,
+            concur_allowed_hosts=[],
+            sinks=f"file://{tmp_path / 'events.jsonl'} https://127.0.0.1:1/down",  # the second never answers
+            sink_backoff_seconds=30,  # its retry is not due before the burst worker stops
+        )
+        client = Redis.from_url(server.url)
+        [record] = store(client, settings, profiles(1))
+        run_worker(settings, burst=True)
+        assert PASSPORT in (tmp_path / "events.jsonl").read_text()  # the sink that took it has it all
+        assert client.exists(EVENT_PREFIX + record.id)  # kept for the sink that owes it
+        assert PASSPORT not in redis_contents(client)
+        assert PASSPORT not in files_contents(tmp_path / "own-redis")
+        client.close()
+    finally:
+        server.stop()

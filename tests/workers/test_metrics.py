@@ -30,6 +30,7 @@ from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, RetryableFetch, SinkError
 from concur_postback.events import Event, build_event
 from concur_postback.sinks import sink_id
+from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.worker import run_worker, serve_metrics
@@ -178,7 +179,12 @@ def test_sink_retries_and_dead_letters_are_counted(
         try:
             lease(redis, record.id)
             await Ledger(client, settings).claim("owner", [record.id], time.time())
-            handler = Deliveries(settings, client, {sink_id(s.name): s for s in (flaky, broken, fine)})
+            handler = Deliveries(
+                settings,
+                client,
+                {sink_id(s.name): s for s in (flaky, broken, fine)},
+                vault_from_settings(settings),
+            )
             await handler.register()
             await handler.hand_over("owner", record, event, event.to_json())
             assert depths(settings)["sink_retries"] == 1  # flaky, scheduled again

@@ -25,6 +25,7 @@ from concur_postback.keys import (
     SINK_NAMES_KEY,
     sink_retry_key,
 )
+from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.failed import list_failed
 from concur_postback.workers.status import collect
@@ -37,7 +38,9 @@ def sweep(redis_url: str, settings: Settings, now: float | None = None) -> dict[
     async def main() -> dict[str, int]:
         client = AsyncRedis.from_url(redis_url)
         try:
-            return await Sweeper(settings, client, Deliveries(settings, client, {})).sweep(now or time.time())
+            return await Sweeper(
+                settings, client, Deliveries(settings, client, {}, vault_from_settings(settings))
+            ).sweep(now or time.time())
         finally:
             await client.aclose()
 

@@ -33,7 +33,7 @@ from concur_postback.backoff import gave_up, next_try
 from concur_postback.config import Settings
 from concur_postback.connections import text
 from concur_postback.errors import SinkError
-from concur_postback.events import Event, event_from_json
+from concur_postback.events import Event, event_from_json, open_event, seal_event
 from concur_postback.inbox import Record
 from concur_postback.keys import (
     ATTEMPTS_PREFIX,
@@ -53,6 +53,7 @@ from concur_postback.keys import (
     sink_retry_key,
 )
 from concur_postback.sinks import Sink, sink_label
+from concur_postback.tokens import TokenVault
 
 log = structlog.get_logger("concur_postback.deliveries")
 
@@ -149,9 +150,12 @@ class Failure:
 
 
 class Deliveries:
-    def __init__(self, settings: Settings, redis: Redis, sinks: Mapping[str, Sink]) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis, sinks: Mapping[str, Sink], vault: TokenVault
+    ) -> None:
         self._settings = settings
         self._redis = redis
+        self._vault = vault
         self._sinks = dict(sinks)
         self._labels = {ident: sink_label(ident, sink) for ident, sink in self._sinks.items()}
         self._counters = {ident: metrics.delivery_counters(label) for ident, label in self._labels.items()}
@@ -187,7 +191,7 @@ class Deliveries:
         args: list[EncodableT] = [
             owner,
             record.id,
-            payload,
+            seal_event(self._vault, record.id, payload),
             self._event_ttl,
             now,
             now + self._claim_seconds,
@@ -304,7 +308,7 @@ class Deliveries:
             log.error("delivery.event_missing", id=notification_id, sink=self._labels[ident])
             await self._redis.zrem(sink_retry_key(ident), notification_id)
             return
-        payload = _bytes(stored)
+        payload = open_event(self._vault, notification_id, stored)
         event = event_from_json(payload)
         failure = await self._try(ident, event, payload)
         if failure is None:
@@ -332,7 +336,8 @@ class Deliveries:
                     await self._redis.zrem(sink_retry_key(ident), notification_id)
                     continue
                 reason = "no live worker has this sink (SINKS changed?) within SINK_RETRY_HORIZON_SECONDS"
-                await self.dead_letter(notification_id, ident, event_from_json(_bytes(stored)), reason, 0)
+                event = event_from_json(open_event(self._vault, notification_id, stored))
+                await self.dead_letter(notification_id, ident, event, reason, 0)
                 done += 1
         return done
 
@@ -361,7 +366,3 @@ def _classify(exc: BaseException) -> Failure:
     permanent = isinstance(exc, SinkError) and exc.permanent
     reason = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
     return Failure(reason[:500], permanent, retry_after if isinstance(retry_after, int | float) else None)
-
-
-def _bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()

@@ -19,6 +19,7 @@ from typing import Any
 from redis import Redis
 
 from concur_postback.connections import text
+from concur_postback.events import open_event
 from concur_postback.keys import (
     ATTEMPTS_PREFIX,
     DEAD_KEY,
@@ -33,6 +34,7 @@ from concur_postback.keys import (
     SINK_RETRY_PREFIX,
     sink_retry_key,
 )
+from concur_postback.tokens import TokenVault
 from concur_postback.workers.ledger import REQUEUE_FAILED
 
 NOTIFICATION, DELIVERY = "notification", "delivery"
@@ -124,16 +126,17 @@ def list_failed(redis: Redis, limit: int = 1000) -> list[Failed]:
     return sorted(entries, key=lambda entry: entry.failed_at)
 
 
-def show(redis: Redis, ident: str) -> tuple[Failed, bytes | None] | None:
-    """One entry and what it holds: a dead letter's event, a failed notification's record (the token
-    still encrypted)."""
+def show(redis: Redis, ident: str, vault: TokenVault) -> tuple[Failed, bytes | None] | None:
+    """One entry and what it holds: a dead letter's event (decrypted), a failed notification's record
+    (the token still encrypted)."""
     if "." in ident:
         fields = redis.hgetall(DEAD_PREFIX + ident)
         if not fields:
             return None
-        event = redis.get(EVENT_PREFIX + ident.rpartition(".")[0])
+        notification_id = ident.rpartition(".")[0]
+        event = redis.get(EVENT_PREFIX + notification_id)
         letter = _entry(ident, fields, event is not None)
-        return letter, event if isinstance(event, bytes) else None
+        return letter, open_event(vault, notification_id, event) if isinstance(event, bytes) else None
     fields = redis.hgetall(FAILED_PREFIX + ident)
     if not fields:
         return None

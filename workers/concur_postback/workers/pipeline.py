@@ -86,7 +86,7 @@ class Processor:
         self._vault = vault
         self._claim_seconds = settings.worker_heartbeat_ttl_seconds
         self.ledger = Ledger(redis, settings)
-        self.deliveries = Deliveries(settings, redis, sinks)
+        self.deliveries = Deliveries(settings, redis, sinks, vault)
         self.sweeper = Sweeper(settings, redis, self.deliveries)
         self._counters = metrics.notification_counters()
         self._stop = asyncio.Event()
