@@ -123,4 +123,9 @@ def seal_event(vault: TokenVault, notification_id: str, payload: bytes) -> str:
 
 
 def open_event(vault: TokenVault, notification_id: str, stored: bytes | str) -> bytes:
-    return vault.open(stored.decode() if isinstance(stored, bytes) else stored, "event:" + notification_id)
+    """The event `seal_event` stored; one an earlier version stored in clear (JSON) reads as it is,
+    until `rekey` seals it."""
+    raw = stored.encode() if isinstance(stored, str) else stored
+    if raw.startswith(b"{"):
+        return raw
+    return vault.open(raw.decode(), "event:" + notification_id)

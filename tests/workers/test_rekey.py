@@ -68,3 +68,16 @@ def test_rekey_says_what_it_did_and_fails_on_what_it_cannot_open(
     assert old not in done.stdout + done.stderr and new not in done.stdout + done.stderr
     lost = cli("rekey", env=clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=generate_key()))
     assert lost.returncode == 1 and "1 under a key not in the ring" in lost.stdout
+
+
+def test_an_event_an_earlier_version_stored_in_clear_is_read_and_then_sealed(
+    make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    settings = make_settings()
+    redis.set(EVENT_PREFIX + "n1", b'{"id": "evt_1"}', ex=600)
+    vault = vault_from_settings(settings)
+    assert open_event(vault, "n1", redis.get(EVENT_PREFIX + "n1")) == b'{"id": "evt_1"}'
+    assert rekey(redis, vault)["events"] == Rekeyed(resealed=1)
+    sealed = redis.get(EVENT_PREFIX + "n1")
+    assert b"evt_1" not in sealed and open_event(vault, "n1", sealed) == b'{"id": "evt_1"}'
+    assert 0 < redis.ttl(EVENT_PREFIX + "n1") <= 600  # its expiry kept

@@ -32,7 +32,7 @@ from concur_postback import metrics
 from concur_postback.backoff import gave_up, next_try
 from concur_postback.config import Settings
 from concur_postback.connections import text
-from concur_postback.errors import SinkError
+from concur_postback.errors import SinkError, TokenDecryptionError
 from concur_postback.events import Event, event_from_json, open_event, seal_event
 from concur_postback.inbox import Record
 from concur_postback.keys import (
@@ -308,7 +308,14 @@ class Deliveries:
             log.error("delivery.event_missing", id=notification_id, sink=self._labels[ident])
             await self._redis.zrem(sink_retry_key(ident), notification_id)
             return
-        payload = open_event(self._vault, notification_id, stored)
+        try:
+            payload = open_event(self._vault, notification_id, stored)
+        except TokenDecryptionError:  # its key left the ring too early: wait for it to come back
+            log.error("delivery.event_unreadable", id=notification_id, sink=self._labels[ident],
+                      hint="sealed with a key TOKEN_ENCRYPTION_KEYS no longer holds")  # fmt: skip
+            later = time.time() + self._settings.sink_backoff_max_seconds
+            await self._redis.zadd(sink_retry_key(ident), {notification_id: later})
+            return
         event = event_from_json(payload)
         failure = await self._try(ident, event, payload)
         if failure is None:
