@@ -73,12 +73,16 @@ def main() -> None:
 @click.option("--port", default=8000, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--workers", default=1, type=click.IntRange(1, 64), help="uvicorn worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the web tier only (needs REDIS_URL and TOKEN_ENCRYPTION_KEY)."""
+    """Run the web tier only (needs REDIS_URL and TOKEN_ENCRYPTION_KEY; ADMIN_PORT moves the probes
+    and metrics to a listener of their own)."""
     from concur_postback.service.server import serve as run_server  # noqa: PLC0415 - keep CLI start fast
 
     settings = _settings()
     _require(settings)
-    run_server(host, port, workers)
+    admin = (settings.admin_host, settings.admin_port) if settings.admin_port else None
+    if admin is not None and admin[1] == port:
+        raise ConfigurationError(f"ADMIN_PORT {port} is also the public --port")
+    run_server(host, port, workers, admin)
 
 
 @main.command()

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
         "first seals what is stored, every one opens it. Put the new key first everywhere, run "
         "`concur-postback rekey`, then drop the old one.",
     )
+    admin_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="When set, `serve` answers `/healthz`, `/readyz` and `/metrics` on this port only "
+        "(on `ADMIN_HOST`), and its public port answers the postback only.",
+    )
+    admin_host: str = Field(
+        default="127.0.0.1", description="The interface of the admin listener (`0.0.0.0` in a container)."
+    )
     log_level: str = Field(default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.")
     log_format: LogFormat = Field(
         default=LogFormat.JSON, description="`json` (one object per line) or `console`."

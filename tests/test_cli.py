@@ -298,3 +298,32 @@ def test_a_retry_horizon_longer_than_the_token_ttl_is_refused_at_start() -> None
     result = cli("status", env=env)
     assert result.returncode != 0
     assert "FETCH_RETRY_HORIZON_SECONDS (7200) must not exceed TOKEN_TTL_SECONDS (3600)" in result.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_admin_listener_keeps_probes_and_metrics_off_the_public_port(
+    redis_url: str, tmp_path: Path, workers: int
+) -> None:
+    port, admin = free_port(), free_port()
+    env = clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=generate_key(), ADMIN_PORT=str(admin))
+    args = ["serve", "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers)]
+    server = Process(args, env)
+    try:
+        # Both sockets listen from here on: a connection waits in the backlog for a worker process.
+        server.wait_for("Uvicorn running on", prefix=True)
+        public, private = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        params = {"type": "FOP", "oauth_token_key": TOKEN}
+        assert httpx.post(public + "/postback", params=params).status_code == 200
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert httpx.get(public + path).status_code == 404  # queue depths are nobody else's business
+            assert httpx.get(private + path).status_code == 200
+        assert httpx.post(private + "/postback", params=params).status_code == 404
+        assert "queue_depth" in httpx.get(private + "/metrics").text
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_an_admin_port_that_is_the_public_port_is_refused(redis_url: str) -> None:
+    env = clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=generate_key(), ADMIN_PORT="8123")
+    refused = cli("serve", "--port", "8123", env=env)
+    assert refused.returncode == 2 and "ADMIN_PORT 8123 is also the public --port" in refused.stderr

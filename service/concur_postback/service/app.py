@@ -21,23 +21,37 @@ from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import INGEST_SCRIPT
 from concur_postback.service.access import AccessLogMiddleware, annotate
 from concur_postback.service.committer import Committer
-from concur_postback.service.postback import PostbackEndpoint
+from concur_postback.service.postback import PostbackEndpoint, send_not_found
 from concur_postback.tokens import TokenVault, vault_from_settings
 
 log = structlog.get_logger("concur_postback.service")
 READY_TIMEOUT_SECONDS = 0.2
 
 
+ADMIN_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+
+
 class PostbackFastPath:
     """Hand `POST /postback[/...]` straight to the endpoint; everything else (probes, 404, 405,
-    lifespan) to the Starlette app. The endpoint checks the secret path segment itself."""
+    lifespan) to the Starlette app. The endpoint checks the secret path segment itself.
 
-    def __init__(self, postback: ASGIApp, app: Starlette, with_secret: bool) -> None:
+    With an admin listener (ADMIN_PORT), each listener answers its own paths only: the public one the
+    postback, the admin one the probes and metrics (queue depths are nobody else's business); anything
+    else is a plain 404 there.
+    """
+
+    def __init__(self, postback: ASGIApp, app: Starlette, with_secret: bool, admin_port: int | None) -> None:
         self._postback = postback
         self._app = app
         self._with_secret = with_secret
+        self._admin_port = admin_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._admin_port is not None:
+            on_admin = (scope.get("server") or ("", None))[1] == self._admin_port
+            if on_admin != (scope["path"] in ADMIN_PATHS):
+                await send_not_found(send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST" and self._matches(scope["path"]):
             await self._postback(scope, receive, send)
         else:
@@ -104,4 +118,4 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    return AccessLogMiddleware(PostbackFastPath(endpoint, app, with_secret))
+    return AccessLogMiddleware(PostbackFastPath(endpoint, app, with_secret, settings.admin_port))

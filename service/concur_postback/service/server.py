@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
+import sys
 from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from concur_postback import logs
 from concur_postback.config import load_settings
+from concur_postback.errors import ConfigurationError
 from concur_postback.service.app import create_app
 
 
@@ -26,12 +32,14 @@ def _flush_then_die(signum: int, _: FrameType | None) -> None:
     signal.raise_signal(signum)
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, admin: tuple[str, int] | None = None) -> None:
+    """Listen on ``host:port``, and on the ``admin`` (host, port) too when given: the app tells the two
+    apart by the port a request came in on (see `app.PostbackFastPath`)."""
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it started: this one, which writes out the buffered log lines first.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _flush_then_die)
-    uvicorn.run(
+    config = uvicorn.Config(
         "concur_postback.service.server:app_from_environment",
         factory=True,
         host=host,
@@ -47,3 +55,32 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        if workers == 1 and admin is None:
+            server.run()  # what uvicorn.run does
+        else:
+            # Bound (and listening, so a connection waits in the backlog until a worker process takes
+            # it) here, shared by every worker process; the admin socket beside the public one.
+            sockets = [config.bind_socket(), *([_bind(*admin)] if admin else [])]
+            for sock in sockets:
+                sock.listen(config.backlog)
+            if workers > 1:
+                Multiprocess(config, sockets=sockets).run()
+            else:
+                server.run(sockets=sockets)
+    if workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"ADMIN_PORT {port} on {host}: cannot listen ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
