@@ -36,8 +36,10 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        description="Redis for the inbox and RQ (`redis://host:6379/0`). Unset: `run` starts an embedded "
-        "one; `serve`/`worker` refuse to start. Use AOF and `maxmemory-policy noeviction`.",
+        description="Redis for the inbox and RQ (`redis://host:6379/0`, or "
+        "`redis+sentinel://[user:pass@]host:port[,host:port…]/<master>[/db]` to follow a failover). Unset: "
+        "`run` starts an embedded one; `serve`/`worker` refuse to start. Use AOF and "
+        "`maxmemory-policy noeviction`.",
     )
     concur_base_url: str = Field(
         default="https://us.api.concursolutions.com",
@@ -129,6 +131,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait for Redis on the ack path, per postback from when it is ready to store: "
         "then 503. Also the timeout of every attempt to connect to Redis.",
+    )
+    redis_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="A postback is acknowledged only once this many replicas have its write (`WAIT`), "
+        "within `REDIS_TIMEOUT_SECONDS`; else 503. 0: once the primary has it (a failover may then "
+        "lose the last writes).",
     )
     retry_after_seconds: int = Field(default=5, ge=1, description="`Retry-After` sent with a 503.")
 
@@ -273,8 +282,11 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         """Refused at start, in words that do not repeat the URL (it may hold a password)."""
-        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL such as redis://host:6379/0")
+        schemes = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+        if value is not None and value.partition("://")[0].lower() not in schemes:
+            raise ValueError(
+                "must be a redis://, rediss://, unix:// or redis+sentinel:// URL such as redis://host:6379/0"
+            )
         return value
 
     @field_validator("concur_base_url")

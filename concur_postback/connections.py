@@ -9,27 +9,115 @@ workers).
 The asynchronous client uses a *blocking* pool: a batch of 100 notifications processed at once would
 otherwise exceed redis-py's default of 100 connections and fail with MaxConnectionsError instead of
 waiting a moment for a free connection.
+
+``redis+sentinel://[user:pass@]host:port[,host:port…]/<master name>[/db]`` (``rediss+sentinel://``
+for TLS) asks those Sentinels where the primary is, and asks again after a failover: a connection to
+a primary that became a replica fails (READONLY), the retry reconnects, to the new primary. The
+credentials are the data nodes'; ``?sentinel_password=`` gives the Sentinels' own, if they have one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+
+from concur_postback.errors import ConfigurationError
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
 RETRIES = 5
 BACKOFF = {"base": 0.05, "cap": 1.0}  # 50, 100, 200, 400, 800 ms at most
 ASYNC_MAX_CONNECTIONS = 64
 
 
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a ``redis+sentinel://`` URL names."""
+
+    sentinels: list[tuple[str, int]]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    sentinel_password: str | None
+    tls: bool
+
+    def node_options(self, connect_timeout: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"db": self.db, "socket_connect_timeout": connect_timeout, "ssl": self.tls}
+        if self.username:
+            options["username"] = self.username
+        if self.password:
+            options["password"] = self.password
+        return options
+
+    def sentinel_options(self, connect_timeout: float) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": connect_timeout,
+        }
+        if self.sentinel_password:
+            options["password"] = self.sentinel_password
+        return options
+
+
+def sentinel_target(url: str) -> SentinelTarget | None:
+    """The Sentinels and primary a ``redis+sentinel://`` URL names; None for any other URL. A malformed
+    one is a ConfigurationError that never quotes the URL (it may hold a password)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in SENTINEL_SCHEMES:
+        return None
+    netloc, _, tail = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        if not name or not port.isdigit():
+            raise ConfigurationError(
+                "REDIS_URL: a redis+sentinel:// URL lists host:port, e.g. s1:26379,s2:26379"
+            )
+        sentinels.append((name.strip("[]"), int(port)))
+    path = urlsplit("//x/" + tail)
+    master, _, db = path.path.strip("/").partition("/")
+    if not master or (db and not db.isdigit()):
+        raise ConfigurationError(
+            "REDIS_URL: a redis+sentinel:// URL names the primary, e.g. …:26379/mymaster/0"
+        )
+    sentinel_password = parse_qs(path.query).get("sentinel_password", [None])[0]
+    return SentinelTarget(
+        sentinels=sentinels,
+        master=unquote(master),
+        db=int(db or 0),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_password=sentinel_password,
+        tls=scheme.lower() == "rediss+sentinel",
+    )
+
+
 def sync_client(url: str, *, connect_timeout: float, socket_timeout: float | None = None) -> redis.Redis:
+    retry = Retry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES)
+    target = sentinel_target(url)
+    if target is not None:
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels, sentinel_kwargs=target.sentinel_options(connect_timeout)
+        )
+        options = target.node_options(connect_timeout)
+        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.master, socket_timeout=socket_timeout, retry=retry, **options
+        )
+        return client
     return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        retry=Retry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES),
+        url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, retry=retry
     )
 
 
@@ -37,6 +125,16 @@ def async_client(
     url: str, *, connect_timeout: float, max_connections: int = ASYNC_MAX_CONNECTIONS
 ) -> redis.asyncio.Redis:
     """No per-reply socket timeout (a measurable cost on the ack path): callers bound whole batches."""
+    target = sentinel_target(url)
+    if target is not None:
+        sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels, sentinel_kwargs=target.sentinel_options(connect_timeout)
+        )
+        retry = AsyncRetry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES)
+        primary: redis.asyncio.Redis = sentinels.master_for(
+            target.master, retry=retry, **target.node_options(connect_timeout)
+        )
+        return primary
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

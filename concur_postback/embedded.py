@@ -73,8 +73,10 @@ class EmbeddedRedis:
         appendfsync: str = "everysec",
         *,
         password: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.extra_args = extra_args  # e.g. `--replicaof host port`, for tests of a failover
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.password: str | None = None
@@ -119,6 +121,7 @@ class EmbeddedRedis:
             "--maxmemory-policy", "noeviction",
             "--logfile", "redis.log",
             "--daemonize", "no",
+            *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # noqa: S603
         deadline = time.monotonic() + timeout

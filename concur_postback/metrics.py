@@ -27,6 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from concur_postback.concur.notification import Kind
+from concur_postback.connections import sync_client
 from concur_postback.depths import read_depths
 
 NAMESPACE = "concur_postback"
@@ -134,8 +135,8 @@ class QueueDepthCollector(Collector):
     def __init__(
         self, redis_url: str, queue_name: str, timeout_seconds: float = SCRAPE_REDIS_TIMEOUT_SECONDS
     ) -> None:
-        self._redis: Redis = Redis.from_url(
-            redis_url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        self._redis: Redis = sync_client(
+            redis_url, connect_timeout=timeout_seconds, socket_timeout=timeout_seconds
         )
         self._queue_name = queue_name
 

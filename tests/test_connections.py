@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from concur_postback.connections import async_client, sync_client
+import pytest
+
+from concur_postback.connections import SentinelTarget, async_client, sentinel_target, sync_client
 from concur_postback.embedded import EmbeddedRedis
+from concur_postback.errors import ConfigurationError
 
 
 def test_clients_reconnect_after_redis_restarts(tmp_path: Path) -> None:
@@ -42,3 +45,27 @@ def test_more_concurrent_commands_than_connections_wait_their_turn(redis_url: st
             await client.aclose()
 
     assert asyncio.run(scenario()) == 40
+
+
+def test_a_sentinel_url_names_the_sentinels_the_primary_and_its_credentials() -> None:
+    target = sentinel_target(
+        "rediss+sentinel://app:s%40cret@s1:26379, [::1]:26380/main-redis/2?sentinel_password=x"
+    )
+    assert target == SentinelTarget(
+        sentinels=[("s1", 26379), ("::1", 26380)],
+        master="main-redis",
+        db=2,
+        username="app",
+        password="s@cret",
+        sentinel_password="x",
+        tls=True,
+    )
+    assert sentinel_target("redis://h:6379/0") is None
+    for bad in (
+        "redis+sentinel://:pw@s1/main",
+        "redis+sentinel://:pw@s1:26379/",
+        "redis+sentinel://s1:1/m/x",
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            sentinel_target(bad)
+        assert "pw" not in str(caught.value)

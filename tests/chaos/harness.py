@@ -8,15 +8,21 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 from redis import Redis
 from rq import Worker
 from rq.executions import Execution
 from rq.registry import StartedJobRegistry
+
+from tests.processes import Process
+
+QUEUE = "concur-postback"
 
 
 class Timeline:
@@ -57,6 +63,7 @@ class Sent:
     ids: dict[str, float] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    unavailable_at: list[float] = field(default_factory=list)  # when a 503 (or no answer) came
 
 
 async def send(url: str, shots: list[Shot], rate: float, give_up_after: float = 90) -> Sent:
@@ -76,6 +83,8 @@ async def send(url: str, shots: list[Shot], rate: float, give_up_after: float = 
             except httpx.HTTPError as exc:
                 status, answer = 0, type(exc).__name__
             sent.answers[answer] += 1
+            if status in (0, 503):
+                sent.unavailable_at.append(time.monotonic())
             if status == 200:
                 sent.acknowledged.add(shot.key)
                 sent.ids.setdefault(response.json()["id"], time.monotonic())
@@ -157,3 +166,71 @@ def files_contents(directory: Path) -> str:
 
 def leaks(where: str, text: str, secrets: Iterable[str]) -> list[str]:
     return [f"{where}: {secret[:6]}…" for secret in secrets if secret in text]
+
+
+# --- a deployment and its sink ----------------------------------------------------------------
+
+
+class Cluster:
+    """The processes of one deployment, started and broken on request."""
+
+    def __init__(self, env: dict[str, str], web_port: int) -> None:
+        self.env = env
+        self.web_port = web_port
+        self.retired: list[Process] = []
+        self.web = self._serve()
+        self.workers = [self._worker(env) for _ in range(2)]
+
+    def _serve(self) -> Process:
+        web = Process(["serve", "--host", "127.0.0.1", "--port", str(self.web_port)], self.env)
+        web.wait_for("Uvicorn running on", prefix=True)
+        return web
+
+    def _worker(self, env: dict[str, str]) -> Process:
+        worker = Process(["worker"], env)
+        worker.wait_for("*** Listening on", prefix=True)
+        return worker
+
+    def restart_web(self) -> None:
+        """SIGTERM: uvicorn stops accepting, finishes what it has, the committer flushes; then anew."""
+        self.web.stop()
+        self.retired.append(self.web)
+        self.web = self._serve()
+
+    def kill_worker_mid_job(self, index: int, redis: Redis) -> tuple[list[str], float]:
+        """SIGKILL worker ``index`` while it runs a job and start a replacement; return the abandoned
+        entries and when the kill happened."""
+        worker = self.workers[index]
+        deadline = time.monotonic() + 30
+        while not (entries := started_entries(redis, QUEUE, worker.popen.pid)):
+            assert time.monotonic() < deadline, "the worker never ran a job"
+            time.sleep(0.01)  # polling RQ's registry: no event to await from another process
+        worker.kill()
+        killed_at = time.monotonic()
+        self.retired.append(worker)
+        self.workers[index] = self._worker(self.env)
+        return entries, killed_at
+
+    def roll(self, env: dict[str, str]) -> None:
+        """A rolling deploy: each worker in turn is replaced by one with ``env``, the new one started
+        before the old one gets SIGTERM (it finishes its job), as a Deployment with maxSurge 1 does."""
+        self.env = env
+        for index, old in enumerate(self.workers):
+            self.workers[index] = self._worker(env)
+            old.stop()
+            self.retired.append(old)
+
+    def all(self) -> list[Process]:
+        return [*self.retired, self.web, *self.workers]
+
+    def stop(self) -> None:
+        for process in (self.web, *self.workers):
+            if process.popen.poll() is None:
+                process.stop()
+
+
+Rows = Callable[[], list[dict[str, Any]]]
+
+
+def notification_id(row: dict[str, Any]) -> str:
+    return str(orjson.loads(row["event"])["notification_id"])

@@ -22,16 +22,14 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import psycopg
 import pytest
-from psycopg import sql
 from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import FinishedJobRegistry
@@ -42,19 +40,21 @@ from concur_postback.embedded import EmbeddedRedis, free_port
 from concur_postback.simulator import TEMPLATES
 from concur_postback.tokens import generate_key
 from tests.chaos.harness import (
+    QUEUE,
+    Cluster,
+    Rows,
     Sent,
     Shot,
     Timeline,
     files_contents,
     leaks,
+    notification_id,
     redis_contents,
     send_in_background,
-    started_entries,
     still_started,
 )
 from tests.netfaults import TcpProxy
 from tests.processes import Process, clean_env, cli
-from tests.sinks.test_postgres import server_url  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,6 @@ SINK_DOWN_SECONDS = 60
 CONCUR_DOWN_SECONDS = 180
 RETRY_AFTER_SECONDS = 90
 RECOVERY_LIMIT_SECONDS = 60
-QUEUE = "concur-postback"
 ADMIN_TOKEN = "chaos-admin-" + secrets.token_hex(16)
 CARD_NUMBERS = ("378282246310005", "4111111111111111")  # what the simulated Concur serves in FOP
 KINDS = ("itinerary",) * 4 + ("profile",) * 3 + ("fop",) * 3
@@ -110,64 +109,6 @@ def plan(simulator_url: str) -> tuple[list[Shot], list[str]]:
     return shots, tokens
 
 
-class Cluster:
-    """The processes of one deployment, started and broken on request."""
-
-    def __init__(self, env: dict[str, str], web_port: int) -> None:
-        self.env = env
-        self.web_port = web_port
-        self.retired: list[Process] = []
-        self.web = self._serve()
-        self.workers = [self._worker(env) for _ in range(2)]
-
-    def _serve(self) -> Process:
-        web = Process(["serve", "--host", "127.0.0.1", "--port", str(self.web_port)], self.env)
-        web.wait_for("Uvicorn running on", prefix=True)
-        return web
-
-    def _worker(self, env: dict[str, str]) -> Process:
-        worker = Process(["worker"], env)
-        worker.wait_for("*** Listening on", prefix=True)
-        return worker
-
-    def restart_web(self) -> None:
-        """SIGTERM: uvicorn stops accepting, finishes what it has, the committer flushes; then anew."""
-        self.web.stop()
-        self.retired.append(self.web)
-        self.web = self._serve()
-
-    def kill_worker_mid_job(self, index: int, redis: Redis) -> tuple[list[str], float]:
-        """SIGKILL worker ``index`` while it runs a job and start a replacement; return the abandoned
-        entries and when the kill happened."""
-        worker = self.workers[index]
-        deadline = time.monotonic() + 30
-        while not (entries := started_entries(redis, QUEUE, worker.popen.pid)):
-            assert time.monotonic() < deadline, "the worker never ran a job"
-            time.sleep(0.01)  # polling RQ's registry: no event to await from another process
-        worker.kill()
-        killed_at = time.monotonic()
-        self.retired.append(worker)
-        self.workers[index] = self._worker(self.env)
-        return entries, killed_at
-
-    def roll(self, env: dict[str, str]) -> None:
-        """A rolling deploy: each worker in turn is replaced by one with ``env``, the new one started
-        before the old one gets SIGTERM (it finishes its job), as a Deployment with maxSurge 1 does."""
-        self.env = env
-        for index, old in enumerate(self.workers):
-            self.workers[index] = self._worker(env)
-            old.stop()
-            self.retired.append(old)
-
-    def all(self) -> list[Process]:
-        return [*self.retired, self.web, *self.workers]
-
-    def stop(self) -> None:
-        for process in (self.web, *self.workers):
-            if process.popen.poll() is None:
-                process.stop()
-
-
 def watch_recovery(
     redis_url: str, entries: list[str], killed_at: float, out: list[float]
 ) -> threading.Thread:
@@ -192,38 +133,6 @@ def watch_recovery(
     return thread
 
 
-Rows = Callable[[], list[dict[str, Any]]]
-
-
-@pytest.fixture
-def tables(server_url: str) -> Iterator[tuple[list[str], Callable[[str], Rows]]]:  # noqa: F811
-    names = [f"chaos_{secrets.token_hex(4)}_{n}" for n in (1, 2)]
-
-    def reader(table: str) -> Rows:
-        def rows() -> list[dict[str, Any]]:
-            with psycopg.connect(server_url) as conn:
-                exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-                if exists is None or exists[0] is None:
-                    return []
-                query = sql.SQL("SELECT id, kind, trip_id, login_id, event::text AS event FROM {}").format(
-                    sql.Identifier(table)
-                )
-                cursor = conn.execute(query)
-                names_ = [column.name for column in cursor.description or []]
-                return [dict(zip(names_, row, strict=True)) for row in cursor.fetchall()]
-
-        return rows
-
-    yield names, reader
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        for table in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-
-
-def notification_id(row: dict[str, Any]) -> str:
-    return str(orjson.loads(row["event"])["notification_id"])
-
-
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -241,7 +150,7 @@ def post(web_port: int, **params: str) -> str:
 
 def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     tmp_path: Path,
-    server_url: str,  # noqa: F811
+    server_url: str,
     tables: tuple[list[str], Callable[[str], Rows]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -276,3 +276,13 @@ def test_token_is_never_stored_in_clear(server: LiveServer, redis: Redis) -> Non
 def test_a_blank_secret_means_no_secret(make_settings: Callable[..., Settings]) -> None:
     assert make_settings(postback_secret="").postback_secret is None
     assert make_settings(postback_secret="  ").postback_secret is None
+
+
+def test_without_the_replicas_redis_min_replicas_asks_for_a_postback_is_not_acknowledged(
+    make_server: Callable[[Settings], LiveServer], make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    """WAIT 1 on a Redis without replicas: 503 and Retry-After, never a 200 that a failover could undo."""
+    server = make_server(make_settings(redis_min_replicas=1, redis_timeout_seconds=0.5))
+    response = server.post(type="Profile", oauth_token_key=TOKEN)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert response.json()["error"] == "unavailable"

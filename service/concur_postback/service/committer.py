@@ -35,6 +35,9 @@ class IngestResult:
     id: str
 
 
+WAIT_SHARE = 0.8  # of REDIS_TIMEOUT_SECONDS that WAIT may take: the rest is the script's and the reply's
+
+
 class Committer:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
@@ -80,10 +83,14 @@ class Committer:
                 continue
             try:
                 results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
-            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+            except (RedisError, OSError, TimeoutError, ValueError, StoreUnavailable) as exc:
                 # ValueError: a reply of an unexpected shape. Anything caught fails this batch with a
                 # 503; the committer itself must keep running, or every later postback would hang.
-                error = StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+                error = (
+                    exc
+                    if isinstance(exc, StoreUnavailable)
+                    else StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+                )
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -95,12 +102,27 @@ class Committer:
     async def _send(self, calls: list[IngestArgs]) -> list[IngestResult]:
         argv = ingest_argv(calls, self._settings)
         try:
-            replies: list[object] = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
-        except NoScriptError:  # Redis restarted or flushed its script cache: load and resend
+            replies = await self._store(argv)
+        except NoScriptError:  # Redis restarted, failed over or flushed its script cache: load, resend
             await self._redis.script_load(INGEST_SCRIPT)
-            replies = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
+            replies = await self._store(argv)
         pairs = zip(replies[::2], replies[1::2], strict=True)
         return [IngestResult(flag == 1, text(ident)) for flag, ident in pairs]
+
+    async def _store(self, argv: list[str | int | bytes]) -> list[object]:
+        """The script's replies once the write is on the primary and, with REDIS_MIN_REPLICAS, on that
+        many replicas: WAIT goes on the same connection, right after the script."""
+        needed = self._settings.redis_min_replicas
+        if not needed:
+            replies: list[object] = await self._redis.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
+            return replies
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
+            pipe.execute_command("WAIT", needed, max(1, int(self._timeout * 1000 * WAIT_SHARE)))
+            replies, replicated = await pipe.execute()
+        if replicated < needed:
+            raise StoreUnavailable(f"only {replicated} of REDIS_MIN_REPLICAS={needed} replicas have it")
+        return list(replies)
 
 
 def _give_up(future: asyncio.Future[IngestResult]) -> None:
