@@ -8,8 +8,12 @@
 #                  locally or pullable: where registries cannot be reached, build a Debian bookworm
 #                  base with python3 and python3-venv using mmdebstrap (see deploy/README.md) and
 #                  pass its name here.
-#   PODMAN_ARGS    extra arguments for `podman build` (e.g. --runtime runc, --network host, or
-#                  --volume /etc/pip.conf:/etc/pip.conf:ro to reach a local package index).
+#   PODMAN_GLOBAL_ARGS  options for every podman command, before the subcommand (e.g. --runtime runc
+#                  on hosts without user namespaces).
+#   PODMAN_ARGS    extra arguments for `podman build` (e.g. --network host, or --volume
+#                  /etc/pip.conf:/etc/pip.conf:ro and the CA bundle to reach a local package index).
+#   PODMAN_RUN_ARGS extra arguments for every `podman run` of the smoke test (e.g.
+#                  --ulimit nofile=65536:65536 --ulimit nproc=4096:4096 where the defaults are refused).
 #   SMOKE_PORT     host port for the smoke test (default 18000).
 #
 # Without podman this prints what it needs and exits 0: there is nothing to build with.
@@ -33,23 +37,28 @@ EOF
     exit 0
 fi
 
+# shellcheck disable=SC2086  # the *_ARGS variables are lists of arguments on purpose
+pm() { podman ${PODMAN_GLOBAL_ARGS:-} "$@"; }
+# shellcheck disable=SC2086
+run() { pm run ${PODMAN_RUN_ARGS:-} "$@"; }
+
 echo "building $tag from $base"
 # --format docker keeps HEALTHCHECK (the OCI image format has no such field).
-# shellcheck disable=SC2086  # PODMAN_ARGS is a list of arguments on purpose
-podman build --format docker --build-arg "PYTHON_IMAGE=$base" ${PODMAN_ARGS:-} \
+# shellcheck disable=SC2086
+pm build --format docker --build-arg "PYTHON_IMAGE=$base" ${PODMAN_ARGS:-} \
     -f deploy/Dockerfile -t "$tag" .
 
 echo "smoke test: $tag serve --help, worker --help"
-podman run --rm "$tag" serve --help >/dev/null
-podman run --rm "$tag" worker --help >/dev/null
+run --rm "$tag" serve --help >/dev/null
+run --rm "$tag" worker --help >/dev/null
 
 # /healthz needs no Redis (it only says the process is alive), but `serve` refuses to start without
 # REDIS_URL and a valid TOKEN_ENCRYPTION_KEY; an unreachable Redis makes /readyz answer 503.
-key=$(podman run --rm "$tag" genkey)
+key=$(run --rm "$tag" genkey)
 name=concur-postback-smoke-$$
-podman run -d --name "$name" -p "127.0.0.1:$port:8000" \
+run -d --name "$name" -p "127.0.0.1:$port:8000" \
     -e REDIS_URL=redis://127.0.0.1:1/0 -e TOKEN_ENCRYPTION_KEY="$key" "$tag" >/dev/null
-trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
+trap 'pm rm -f "$name" >/dev/null 2>&1 || true' EXIT
 
 ok=
 for _ in $(seq 1 30); do
@@ -62,12 +71,12 @@ for _ in $(seq 1 30); do
 done
 if [ -z "$ok" ]; then
     echo "smoke test FAILED: /healthz did not answer; container log:"
-    podman logs "$name" | tail -n 40
+    pm logs "$name" | tail -n 40
     exit 1
 fi
 echo "smoke test: GET /healthz ok"
 
 start=$SECONDS
-podman stop --time 30 "$name" >/dev/null
-echo "smoke test: stopped with SIGTERM in $((SECONDS - start))s (exit code $(podman inspect -f '{{.State.ExitCode}}' "$name"))"
+pm stop --time 30 "$name" >/dev/null
+echo "smoke test: stopped with SIGTERM in $((SECONDS - start))s (exit code $(pm inspect -f '{{.State.ExitCode}}' "$name"))"
 echo "built $tag"

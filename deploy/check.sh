@@ -54,7 +54,10 @@ check "compose.yaml policy (redis, grace, deps)" "$PY" deploy/policy.py compose 
 if command -v kubectl >/dev/null; then
     # shellcheck disable=SC2016  # $1 is expanded by the inner sh
     check "kubectl kustomize deploy/k8s" sh -c 'kubectl kustomize deploy/k8s > "$1"' _ "$work/rendered.yaml"
-    k8s_label="rendered kustomization"
+    # The Secret is applied out of band (not in the kustomization), but checked with the rest.
+    printf -- '---\n' >>"$work/rendered.yaml"
+    cat deploy/k8s/secret.yaml >>"$work/rendered.yaml"
+    k8s_label="rendered kustomization + secret.yaml"
 else
     skip "kubectl kustomize deploy/k8s" "(no kubectl: checking the files themselves)"
     for f in deploy/k8s/*.yaml; do

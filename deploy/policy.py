@@ -100,8 +100,9 @@ def check_compose(path: Path) -> list[str]:
     for name in ("web", "worker"):
         svc = services[name]
         env = svc.get("environment", {})
-        if env.get("REDIS_URL") != "redis://redis:6379/0":
-            errors.append(f"compose: {name}: REDIS_URL must be redis://redis:6379/0")
+        url = str(env.get("REDIS_URL", ""))
+        if not (url.startswith("redis://:${REDIS_PASSWORD") and url.endswith("@redis:6379/0")):
+            errors.append(f"compose: {name}: REDIS_URL must be redis://:${{REDIS_PASSWORD}}@redis:6379/0")
         if "TOKEN_ENCRYPTION_KEY" not in str(env.get("TOKEN_ENCRYPTION_KEY", "")):
             errors.append(f"compose: {name}: TOKEN_ENCRYPTION_KEY must come from the environment")
         for key in ("POSTBACK_SECRET", "SINK_HTTP_SECRET"):
@@ -210,7 +211,11 @@ def check_k8s(path: Path) -> list[str]:
         errors.append("k8s: PodDisruptionBudget minAvailable must be 1")
 
     secret = by_kind["Secret"][0].get("stringData", {})
-    for key in ("TOKEN_ENCRYPTION_KEY", "POSTBACK_SECRET", "SINK_HTTP_SECRET"):
+    if "REDIS_URL" in config:
+        errors.append("k8s: REDIS_URL (it may hold a password) belongs in the Secret, not the ConfigMap")
+    if "replicas" in worker["spec"] and any(d["kind"] == "ScaledObject" for d in docs):
+        errors.append("k8s: the worker Deployment must not set replicas: KEDA owns the count")
+    for key in ("REDIS_URL", "TOKEN_ENCRYPTION_KEY", "POSTBACK_SECRET", "SINK_HTTP_SECRET"):
         if key not in secret:
             errors.append(f"k8s: Secret lacks {key}")
     for key in secret:

@@ -21,7 +21,7 @@ from concur_postback.tokens import generate_key
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
-NOT_SETTINGS = {"KEDA_REDIS_ADDRESS"}  # read by KEDA, not by concur-postback
+NOT_SETTINGS = {"KEDA_REDIS_ADDRESS", "KEDA_REDIS_PASSWORD", "REDIS_PASSWORD"}  # KEDA's and Redis's
 
 
 def _policy() -> ModuleType:
