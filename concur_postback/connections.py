@@ -28,11 +28,49 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from concur_postback.errors import ConfigurationError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEMOTED = "the primary it was connected to is now a replica"
+
+
+def demoted(exc: ResponseError) -> bool:
+    """A write refused by a replica. redis-py spots a plain READONLY reply, but not one from inside a
+    script (Redis 6 wraps it: "Error running script ... -READONLY ...") nor WAIT's: a client left on
+    a demoted primary (one it reached while the Sentinels still named it) would fail every script
+    call for as long as that connection lives."""
+    return "READONLY" in str(exc) or "WAIT cannot be used with replica" in str(exc)
+
+
+class PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the primary that notices when it is not one any more, and lets go of it."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if not demoted(exc) or not self.connection_pool.is_master:
+                raise
+            self.disconnect()  # type: ignore[no-untyped-call]  # the next connect asks the Sentinels
+            raise RedisConnectionError(DEMOTED) from None
+
+
+class AsyncPrimaryConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    """`PrimaryConnection` for the asyncio clients."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if not demoted(exc) or not self.connection_pool.is_master:
+                raise
+            await self.disconnect()
+            raise RedisConnectionError(DEMOTED) from None
+
 
 RETRIES = 5
 BACKOFF = {"base": 0.05, "cap": 1.0}  # 50, 100, 200, 400, 800 ms at most
@@ -113,7 +151,11 @@ def sync_client(url: str, *, connect_timeout: float, socket_timeout: float | Non
         )
         options = target.node_options(connect_timeout)
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.master, socket_timeout=socket_timeout, retry=retry, **options
+            target.master,
+            socket_timeout=socket_timeout,
+            retry=retry,
+            connection_class=PrimaryConnection,
+            **options,
         )
         return client
     return redis.Redis.from_url(
@@ -132,7 +174,10 @@ def async_client(
         )
         retry = AsyncRetry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES)
         primary: redis.asyncio.Redis = sentinels.master_for(
-            target.master, retry=retry, **target.node_options(connect_timeout)
+            target.master,
+            retry=retry,
+            connection_class=AsyncPrimaryConnection,
+            **target.node_options(connect_timeout),
         )
         return primary
     pool = redis.asyncio.BlockingConnectionPool.from_url(

@@ -210,17 +210,9 @@ def check_k8s(path: Path) -> list[str]:
     if by_kind["PodDisruptionBudget"][0]["spec"].get("minAvailable") != 1:
         errors.append("k8s: PodDisruptionBudget minAvailable must be 1")
 
-    secret = by_kind["Secret"][0].get("stringData", {})
-    if "REDIS_URL" in config:
-        errors.append("k8s: REDIS_URL (it may hold a password) belongs in the Secret, not the ConfigMap")
-    if "replicas" in worker["spec"] and any(d["kind"] == "ScaledObject" for d in docs):
+    errors += _check_secret(config, by_kind["Secret"][0].get("stringData", {}))
+    if "replicas" in worker["spec"]:
         errors.append("k8s: the worker Deployment must not set replicas: KEDA owns the count")
-    for key in ("REDIS_URL", "TOKEN_ENCRYPTION_KEY", "POSTBACK_SECRET", "SINK_HTTP_SECRET"):
-        if key not in secret:
-            errors.append(f"k8s: Secret lacks {key}")
-    for key in secret:
-        if key in config:
-            errors.append(f"k8s: {key} is both in the ConfigMap and the Secret")
 
     so = by_kind["ScaledObject"][0]["spec"]
     if so["scaleTargetRef"]["name"] != worker["metadata"]["name"]:
@@ -235,6 +227,19 @@ def check_k8s(path: Path) -> list[str]:
         env_name = t["metadata"].get("addressFromEnv")
         if env_name and env_name not in config:
             errors.append(f"k8s: ScaledObject addressFromEnv {env_name} is not in the ConfigMap")
+    return errors
+
+
+def _check_secret(config: dict[str, str], secret: dict[str, str]) -> list[str]:
+    errors = []
+    if "REDIS_URL" in config:
+        errors.append("k8s: REDIS_URL (it may hold a password) belongs in the Secret, not the ConfigMap")
+    for key in ("REDIS_URL", "TOKEN_ENCRYPTION_KEY", "POSTBACK_SECRET", "SINK_HTTP_SECRET"):
+        if key not in secret:
+            errors.append(f"k8s: Secret lacks {key}")
+    for key in secret:
+        if key in config:
+            errors.append(f"k8s: {key} is both in the ConfigMap and the Secret")
     return errors
 
 

@@ -6,10 +6,20 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import redis
+import redis.sentinel
 
-from concur_postback.connections import SentinelTarget, async_client, sentinel_target, sync_client
+from concur_postback.connections import (
+    DEMOTED,
+    PrimaryConnection,
+    SentinelTarget,
+    async_client,
+    sentinel_target,
+    sync_client,
+)
 from concur_postback.embedded import EmbeddedRedis
 from concur_postback.errors import ConfigurationError
+from tests.sentinel import MASTER, SentinelProcess, in_sync, wait_until
 
 
 def test_clients_reconnect_after_redis_restarts(tmp_path: Path) -> None:
@@ -69,3 +79,75 @@ def test_a_sentinel_url_names_the_sentinels_the_primary_and_its_credentials() ->
         with pytest.raises(ConfigurationError) as caught:
             sentinel_target(bad)
         assert "pw" not in str(caught.value)
+
+
+def test_a_client_on_a_primary_that_was_demoted_follows_the_sentinels(tmp_path: Path) -> None:
+    """After a failover the old primary refuses a script's write from inside the script, a reply
+    redis-py does not read as READONLY; the clients must still find the new primary by themselves."""
+    primary = EmbeddedRedis(tmp_path / "a").start()
+    follow = ("--replicaof", "127.0.0.1", str(primary.port))
+    replica = EmbeddedRedis(tmp_path / "b", extra_args=follow).start()
+    sentinel = SentinelProcess(tmp_path / "sentinel", primary.port, quorum=1)
+    write = "return redis.call('INCR', KEYS[1])"
+    try:
+        wait_until(lambda: in_sync(replica) and sentinel.primary_port() == primary.port, 30, "set up")
+        wait_until(lambda: bool(sentinel.client.execute_command("SENTINEL", "REPLICAS", MASTER)), 30, "seen")
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{MASTER}/0"
+        client = sync_client(url, connect_timeout=1)
+
+        def fail_over() -> None:
+            sentinel.client.execute_command("SENTINEL", "FAILOVER", MASTER)
+            wait_until(
+                lambda: sentinel.primary_port() == replica.port and in_sync(primary), 30, "failed over"
+            )
+
+        async def scenario() -> list[object]:
+            pooled = async_client(url, connect_timeout=1)
+            try:
+                before = [client.eval(write, 1, "k"), await pooled.eval(write, 1, "k")]
+                await asyncio.to_thread(fail_over)
+                # both pooled connections still lead to the old primary: each is replaced, by itself
+                return [*before, client.eval(write, 1, "k"), await pooled.eval(write, 1, "k")]
+            finally:
+                await pooled.aclose()
+
+        assert asyncio.run(scenario()) == [1, 2, 3, 4]
+        client.close()
+    finally:
+        sentinel.stop()
+        replica.stop()
+        primary.stop()
+
+
+class StaleSentinels:
+    """Sentinels that still name a node that has become a replica (for a moment, during a failover)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+
+def test_a_script_refused_by_a_demoted_primary_drops_the_connection(tmp_path: Path) -> None:
+    """Redis 6 refuses a script's write on a replica with a plain error reply ("Error running script
+    ... -READONLY"), which redis-py does not take for READONLY: the connection must let go all the
+    same, so that the retry asks the Sentinels again instead of failing every call on it."""
+    primary = EmbeddedRedis(tmp_path / "a").start()
+    replica = EmbeddedRedis(
+        tmp_path / "b", extra_args=("--replicaof", "127.0.0.1", str(primary.port))
+    ).start()
+    try:
+        pool = redis.sentinel.SentinelConnectionPool(
+            MASTER, StaleSentinels(replica.port), connection_class=PrimaryConnection
+        )
+        client = redis.Redis(connection_pool=pool)
+        for call in (lambda: client.eval("return redis.call('INCR', KEYS[1])", 1, "k"),
+                     lambda: client.execute_command("WAIT", 1, 10)):  # fmt: skip
+            with pytest.raises(redis.exceptions.ConnectionError, match=DEMOTED):
+                call()
+        assert pool._created_connections == 1 and not pool._in_use_connections  # let go, not kept
+        client.close()
+    finally:
+        replica.stop()
+        primary.stop()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import uvicorn
 from redis import Redis
 
 from concur_postback.config import Settings
@@ -83,7 +84,12 @@ def served(make_server: Callable[..., LiveServer], settings: Settings) -> LiveSe
 
 def test_serve_pins_the_strict_http_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(server_module.uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+
+    def run(server: uvicorn.Server, sockets: object = None) -> None:
+        seen.update(http=server.config.http, access_log=server.config.access_log)
+        server.started = True
+
+    monkeypatch.setattr(server_module.uvicorn.Server, "run", run)
     monkeypatch.setattr(server_module.signal, "signal", lambda *args: None)
     server_module.serve("127.0.0.1", 0, 1)
     assert seen["http"] == "httptools"
