@@ -12,11 +12,10 @@ the first event. Delivery is ``INSERT ... ON CONFLICT (id) DO NOTHING``: the sam
 change, so a redelivered event changes nothing. The whole event is stored as ``event`` (jsonb); the
 other columns copy the fields one queries by.
 
-Each sink holds a pool of up to ``POOL_SIZE`` autocommit connections (psycopg_pool), opened inside
-the running event loop: a worker delivers a batch of notifications at once, and one connection
-would make every insert wait for the one before (`bench/postgres_sink.py`). A connection found dead
-when it is used (server restarted, backend terminated, idle timeout) is dropped by the pool and the
-insert retried once at once — safe, since the insert is idempotent; if it fails again, the delivery
+Each sink holds one autocommit connection (psycopg 3 async), opened lazily inside the running event
+loop and shared by concurrent deliveries (psycopg serialises them). A connection found dead when it
+is used (server restarted, backend terminated, idle timeout) is replaced and the insert retried
+once at once — safe, since the insert is idempotent; if the new connection fails too, the delivery
 fails with a retryable ``SinkError``. A table dropped while running is created again the same way.
 
 Failures: connection and server-state errors are retryable; ``DataError`` and ``IntegrityError``
@@ -37,7 +36,6 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
@@ -46,7 +44,6 @@ SCHEMES = ("postgresql", "postgres")
 DEFAULT_TABLE = "concur_events"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "concur-postback"
-POOL_SIZE = 8  # connections per sink and worker process
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 _INDEXED = ("kind", "trip_id", "received_at")
@@ -82,9 +79,9 @@ class PostgresSink:
             " ON CONFLICT (id) DO NOTHING"
         ).format(self._identifier)
         self._schema_ready = False
-        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._conn: Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._schema_lock: asyncio.Lock | None = None
+        self._lock: asyncio.Lock | None = None
 
     @property
     def name(self) -> str:
@@ -169,19 +166,16 @@ class PostgresSink:
             document,
         )
         for attempt in (1, 2):
-            pool = await self._connections()
+            conn, reused = await self._connection()
             try:
-                async with pool.connection(timeout=self._kwargs.get("connect_timeout")) as conn:
-                    if not self._schema_ready:
-                        await self._create_table(conn)
-                    await conn.execute(self._insert, params)
-            except PoolTimeout:
-                raise SinkError(f"cannot connect: {await self._why_not()}") from None
+                await conn.execute(self._insert, params)
             except psycopg.Error as exc:
+                dead = conn.closed  # also true when broken
+                if dead:
+                    await self._discard(conn)
                 if isinstance(exc, psycopg.errors.UndefinedTable):
                     self._schema_ready = False
-                # A connection that broke in use (the pool drops it) or a table gone: once more, at once.
-                retry = isinstance(exc, psycopg.OperationalError | psycopg.errors.UndefinedTable)
+                retry = (dead and reused) or isinstance(exc, psycopg.errors.UndefinedTable)
                 if retry and attempt == 1:
                     log.info(
                         "sink.postgres.retry", sink=self._name, event_id=event.id, reason=self._reason(exc)
@@ -191,52 +185,47 @@ class PostgresSink:
             return
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()  # only frees the socket: safe even from another event loop
 
-    async def _connections(self) -> AsyncConnectionPool[Connection]:
-        """This event loop's pool (a connection belongs to the loop it was made in)."""
+    async def _connection(self) -> tuple[Connection, bool]:
+        """The open connection (and True), or a new one (and False); the table exists in either case."""
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            if self._pool is not None and self._loop is not None and not self._loop.is_closed():
+        if self._loop is not loop or self._lock is None:  # a connection belongs to the loop it was made in
+            await self.aclose()
+            self._loop, self._lock = loop, asyncio.Lock()
+        conn = self._conn
+        if conn is not None and not conn.closed and self._schema_ready:
+            return conn, True
+        async with self._lock:
+            reused = self._conn is not None and not self._conn.closed
+            if not reused:
                 await self.aclose()
-            self._loop, self._schema_lock = loop, asyncio.Lock()
-            pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                self._conninfo,
-                kwargs={"autocommit": True, **self._kwargs},
-                min_size=1,
-                max_size=POOL_SIZE,
-                open=False,
-                name=f"sink-{self.qualified_table}",
-            )
-            try:  # its first connection made before any delivery asks (else each asking one adds one)
-                await pool.open(wait=True, timeout=float(self._kwargs.get("connect_timeout", 30)))
-            except PoolTimeout:  # the pool closed itself; the next delivery makes another
-                raise SinkError(f"cannot connect: {await self._why_not()}") from None
-            self._pool = pool
-        return self._pool
+                try:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True, **self._kwargs
+                    )
+                except psycopg.Error as exc:
+                    raise SinkError(f"cannot connect: {self._reason(exc)}") from exc
+            assert self._conn is not None
+            if not self._schema_ready:
+                try:
+                    # One execute: atomic (one implicit transaction) and no other delivery in between.
+                    await self._conn.execute(self._schema())
+                except psycopg.Error as exc:
+                    if self._conn.closed:
+                        await self.aclose()
+                    raise SinkError(
+                        f"cannot create table {self.qualified_table}: {self._reason(exc)}"
+                    ) from exc
+                self._schema_ready = True
+            return self._conn, reused
 
-    async def _create_table(self, conn: Connection) -> None:
-        assert self._schema_lock is not None
-        async with self._schema_lock:  # one at a time: the first creates it, the others find it there
-            if self._schema_ready:
-                return
-            try:
-                # One execute: atomic (one implicit transaction).
-                await conn.execute(self._schema())
-            except psycopg.Error as exc:
-                raise SinkError(f"cannot create table {self.qualified_table}: {self._reason(exc)}") from exc
-            self._schema_ready = True
-
-    async def _why_not(self) -> str:
-        """The pool says only that it got no connection in time; one attempt of our own says why."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)
-        except psycopg.Error as exc:
-            return self._reason(exc)
+    async def _discard(self, conn: Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
         await conn.close()
-        return "no free connection in time"
 
     def _schema(self) -> sql.Composed:
         """One script (no parameters: several statements may go in one execute), run as one transaction."""
