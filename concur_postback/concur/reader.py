@@ -284,12 +284,13 @@ def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] |
     found = reading.take(names)
     if not found:
         return None
-    chosen = next((node for node in found if node.text()), found[0])  # `<Page/><CurrentPage>2`: 2
-    first = chosen.text()
+    texts = [node.text() for node in found]  # each node's text once: this runs for every field read
+    at = next((i for i, text in enumerate(texts) if text), 0)  # `<Page/><CurrentPage>2`: 2
+    chosen, first = found[at], texts[at]
     reading.keep_all(
         node
-        for node in found
-        if node.structured() or (node is not chosen and node.text() not in (first, None))
+        for i, node in enumerate(found)
+        if node.structured() or (i != at and texts[i] not in (first, None))
     )
     return chosen.key, first
 
