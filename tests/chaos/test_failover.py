@@ -57,6 +57,7 @@ def test_every_acknowledged_postback_survives_two_failovers(
     nodes = {primary.port: primary, replica.port: replica}
     sentinels = [SentinelProcess(tmp_path / f"sentinel-{n}", primary.port) for n in range(3)]
     timeline = Timeline()
+    processes: list[Cluster | Process] = []  # stopped however the run ends: none may outlive it
     try:
         wait_until(lambda: in_sync(replica), 30, "the replica syncs")
         wait_until(lambda: all(s.primary_port() == primary.port for s in sentinels), 30, "sentinels agree")
@@ -71,10 +72,12 @@ def test_every_acknowledged_postback_survives_two_failovers(
         )
         simulator_port = free_port()
         simulator = Process(["simulate", "--port", str(simulator_port)], env)
+        processes.append(simulator)
         simulator.wait_for("Uvicorn running on", prefix=True)
         env.update(CONCUR_BASE_URL=f"http://127.0.0.1:{simulator_port}", CONCUR_ALLOWED_HOSTS="")
         web_port = free_port()
         cluster = Cluster(env, web_port)
+        processes.append(cluster)
         timeline.mark("primary, replica, 3 sentinels, serve and 2 workers up")
         shots = [
             Shot(
@@ -118,8 +121,8 @@ def test_every_acknowledged_postback_survives_two_failovers(
         took = wait_until(drained, 180, "nothing pending")
         timeline.mark(f"status: nothing pending ({took:.1f} s later)")
         running = [p.popen.args for p in (cluster.web, *cluster.workers) if p.popen.poll() is not None]
-        cluster.stop()
-        simulator.stop()
+        for process in processes:
+            process.stop()
         logs = tmp_path / "logs"
         logs.mkdir()
         for process in cluster.all():
@@ -129,6 +132,9 @@ def test_every_acknowledged_postback_survives_two_failovers(
             print("\n\nfailover timeline until it failed\n" + timeline.render())
         raise
     finally:
+        for process in processes:  # what an early failure left running
+            if isinstance(process, Cluster) or process.popen.poll() is None:
+                process.stop()
         for sentinel in sentinels:
             sentinel.stop()
         for node in nodes.values():
