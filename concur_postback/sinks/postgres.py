@@ -1,10 +1,10 @@
-"""`postgresql://user:pass@host:5432/db?table=NAME` — one row per event in a PostgreSQL table.
+"""`postgresql://user:pass@host:5432/db?table=NAME&pool_size=N` — one row per event in a PostgreSQL table.
 
 Also `postgres://`. ``table`` (default ``concur_events``, optionally ``schema.table``; letters, digits
-and underscores, folded to lower case as SQL folds unquoted names) is this sink's own parameter and
-is removed from the URL before connecting; every other parameter goes to libpq as usual (``sslmode``,
-``connect_timeout``, ...). ``connect_timeout`` defaults to 5 s, so a connection attempt fails before
-SINK_TIMEOUT_SECONDS.
+and underscores, folded to lower case as SQL folds unquoted names) and ``pool_size`` are this sink's
+own parameters and are removed from the URL before connecting; every other parameter goes to libpq
+as usual (``sslmode``, ``connect_timeout``, ...). ``connect_timeout`` defaults to 5 s, so a
+connection attempt (or a wait for a free pooled connection) fails before SINK_TIMEOUT_SECONDS.
 
 At start-up ``from_url`` connects once (synchronously) and creates the table and its indexes if they
 do not exist: an unreachable server or a table that cannot be created stops the worker then, not at
@@ -12,11 +12,17 @@ the first event. Delivery is ``INSERT ... ON CONFLICT (id) DO NOTHING``: the sam
 change, so a redelivered event changes nothing. The whole event is stored as ``event`` (jsonb); the
 other columns copy the fields one queries by.
 
-Each sink holds one autocommit connection (psycopg 3 async), opened lazily inside the running event
-loop and shared by concurrent deliveries (psycopg serialises them). A connection found dead when it
-is used (server restarted, backend terminated, idle timeout) is replaced and the insert retried
-once at once — safe, since the insert is idempotent; if the new connection fails too, the delivery
-fails with a retryable ``SinkError``. A table dropped while running is created again the same way.
+``pool_size`` (default 4) is the most connections one worker process holds: a worker delivers a
+batch of notifications at once, and on one connection every insert (and its commit) waits for the
+one before. The pool (psycopg_pool, autocommit connections) is made inside the running event loop,
+after one connection attempt of our own has shown the server reachable; when no connection comes
+within ``connect_timeout`` and that attempt fails, the pool is dropped. While the server stays
+unreachable each delivery then fails at once (asked again at most once a second) instead of waiting
+for a pool whose reconnection delays keep growing, and the first delivery after it answers again
+gets a new pool. A connection found broken when it is used (server restarted, backend terminated,
+idle timeout) makes the pool check all its idle ones, and the insert is retried once at once — safe,
+since the insert is idempotent; if it fails again, the delivery fails with a retryable
+``SinkError``. A table dropped while running is created again the same way.
 
 Failures: connection and server-state errors are retryable; ``DataError`` and ``IntegrityError``
 (the event cannot be stored however often it is tried, e.g. an invalid timestamp or a ``\\u0000``
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
@@ -36,6 +43,7 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
@@ -44,6 +52,10 @@ SCHEMES = ("postgresql", "postgres")
 DEFAULT_TABLE = "concur_events"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "concur-postback"
+DEFAULT_POOL_SIZE = 4
+MAX_POOL_SIZE = 100
+OWN_PARAMETERS = ("table", "pool_size")  # read by the sink, not passed to libpq
+RECHECK_SECONDS = 1.0  # while unreachable, how long one failed attempt answers for every delivery
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 _INDEXED = ("kind", "trip_id", "received_at")
@@ -56,6 +68,7 @@ _COLUMNS = sql.SQL(", ").join(
 )  # fmt: skip
 
 Connection = psycopg.AsyncConnection[TupleRow]
+Pool = AsyncConnectionPool[Connection]
 
 log = structlog.get_logger("concur_postback.sinks.postgres")
 
@@ -64,13 +77,20 @@ class PostgresSink:
     """Stores each event as one row of ``table``; see the module docstring."""
 
     def __init__(
-        self, conninfo: str, table: tuple[str, ...], name: str, secrets: tuple[str, ...] = ()
+        self,
+        conninfo: str,
+        table: tuple[str, ...],
+        name: str,
+        secrets: tuple[str, ...] = (),
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._conninfo = conninfo  # holds the password: never log it
         self.table = table  # ("name",) or ("schema", "name"), validated
+        self.pool_size = pool_size
         self._name = name
         self._secrets = secrets
         self._kwargs = _connect_kwargs(conninfo)
+        self._timeout = _connect_timeout(conninfo, self._kwargs)
         self._identifier = sql.Identifier(*table)
         self._insert = sql.SQL(
             "INSERT INTO {}"
@@ -79,9 +99,13 @@ class PostgresSink:
             " ON CONFLICT (id) DO NOTHING"
         ).format(self._identifier)
         self._schema_ready = False
-        self._conn: Connection | None = None
+        self._pool: Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
+        self._lock = asyncio.Lock()  # guards making a pool and asking whether the server answers
+        self._schema_lock = asyncio.Lock()
+        self._unreachable: tuple[float, str] | None = None  # when a connection attempt last failed, why
+        self._closing: set[asyncio.Task[None]] = set()
+        self._checking: asyncio.Future[None] | None = None
 
     @property
     def name(self) -> str:
@@ -104,20 +128,23 @@ class PostgresSink:
             )
         # The query is split by hand, not decoded and re-encoded: libpq, not a form decoder, reads the rest.
         query = [(unquote(item.partition("=")[0]), item) for item in parts.query.split("&") if item]
-        tables = [unquote(item.partition("=")[2]) for key, item in query if key == "table"]
-        rest = [(key, item) for key, item in query if key != "table"]
+        own = {name: [unquote(item.partition("=")[2]) for key, item in query if key == name]
+               for name in OWN_PARAMETERS}  # fmt: skip
+        rest = [(key, item) for key, item in query if key not in OWN_PARAMETERS]
         raw = [parts.password or ""] + [item.partition("=")[2] for key, item in rest if key == "password"]
         secrets = tuple({secret for value in raw for secret in (value, unquote(value)) if secret})
-        if len(tables) > 1:
-            raise ConfigurationError("postgres sink: give `table=` at most once")
-        table = parse_table(tables[0] if tables else DEFAULT_TABLE)
+        for key, values in own.items():
+            if len(values) > 1:
+                raise ConfigurationError(f"postgres sink: give `{key}=` at most once")
+        table = parse_table(own["table"][0] if own["table"] else DEFAULT_TABLE)
+        pool_size = parse_pool_size(own["pool_size"][0]) if own["pool_size"] else DEFAULT_POOL_SIZE
         conninfo = urlunsplit(parts._replace(query="&".join(item for _, item in rest)))
         name = _safe_name(parts, rest, table)
         try:
             conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
             raise ConfigurationError(f"postgres sink {name}: invalid URL: {_scrub(exc, secrets)}") from exc
-        sink = cls(conninfo, table, name, secrets)
+        sink = cls(conninfo, table, name, secrets, pool_size)
         if check:
             sink.check()
         return sink
@@ -166,16 +193,20 @@ class PostgresSink:
             document,
         )
         for attempt in (1, 2):
-            conn, reused = await self._connection()
+            pool = await self._connections()
             try:
-                await conn.execute(self._insert, params)
+                async with pool.connection(timeout=self._timeout) as conn:
+                    if not self._schema_ready:
+                        await self._create_table(conn)
+                    await conn.execute(self._insert, params)
+            except (PoolTimeout, PoolClosed):  # no connection in time, or the pool was dropped meanwhile
+                raise SinkError(f"cannot connect: {await self._lost(pool)}") from None
             except psycopg.Error as exc:
-                dead = conn.closed  # also true when broken
-                if dead:
-                    await self._discard(conn)
                 if isinstance(exc, psycopg.errors.UndefinedTable):
                     self._schema_ready = False
-                retry = (dead and reused) or isinstance(exc, psycopg.errors.UndefinedTable)
+                elif isinstance(exc, psycopg.OperationalError):
+                    await self._check(pool)
+                retry = isinstance(exc, psycopg.OperationalError | psycopg.errors.UndefinedTable)
                 if retry and attempt == 1:
                     log.info(
                         "sink.postgres.retry", sink=self._name, event_id=event.id, reason=self._reason(exc)
@@ -185,47 +216,89 @@ class PostgresSink:
             return
 
     async def aclose(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()  # only frees the socket: safe even from another event loop
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._close_later(pool)
+        if self._closing:
+            await asyncio.gather(*self._closing)
 
-    async def _connection(self) -> tuple[Connection, bool]:
-        """The open connection (and True), or a new one (and False); the table exists in either case."""
+    async def _connections(self) -> Pool:
+        """This event loop's pool, made (after one connection attempt of our own) if there is none."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._lock is None:  # a connection belongs to the loop it was made in
-            await self.aclose()
-            self._loop, self._lock = loop, asyncio.Lock()
-        conn = self._conn
-        if conn is not None and not conn.closed and self._schema_ready:
-            return conn, True
+        if self._loop is not loop:
+            # A pool (and its locks) belongs to the loop it was made in; one of a finished loop
+            # (asyncio.run per call) is left to the garbage collector with its connections.
+            self._loop, self._pool, self._closing, self._checking = loop, None, set(), None
+            self._lock, self._schema_lock = asyncio.Lock(), asyncio.Lock()
+        if self._pool is not None:
+            return self._pool
         async with self._lock:
-            reused = self._conn is not None and not self._conn.closed
-            if not reused:
-                await self.aclose()
-                try:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, **self._kwargs
-                    )
-                except psycopg.Error as exc:
-                    raise SinkError(f"cannot connect: {self._reason(exc)}") from exc
-            assert self._conn is not None
-            if not self._schema_ready:
-                try:
-                    # One execute: atomic (one implicit transaction) and no other delivery in between.
-                    await self._conn.execute(self._schema())
-                except psycopg.Error as exc:
-                    if self._conn.closed:
-                        await self.aclose()
-                    raise SinkError(
-                        f"cannot create table {self.qualified_table}: {self._reason(exc)}"
-                    ) from exc
-                self._schema_ready = True
-            return self._conn, reused
+            if self._pool is None:
+                if (reason := await self._why_unreachable()) is not None:
+                    raise SinkError(f"cannot connect: {reason}")
+                pool: Pool = AsyncConnectionPool(
+                    self._conninfo,
+                    kwargs={"autocommit": True, **self._kwargs},
+                    min_size=1,
+                    max_size=self.pool_size,
+                    open=False,
+                    name=f"sink-{self.qualified_table}",
+                )
+                try:  # the first connection made before any delivery asks (else each asking one adds one)
+                    await pool.open(wait=True, timeout=self._timeout)
+                except PoolTimeout:  # the pool closed itself
+                    raise SinkError(f"cannot connect: no connection within {self._timeout:g} s") from None
+                self._pool = pool
+            return self._pool
 
-    async def _discard(self, conn: Connection) -> None:
-        if self._conn is conn:
-            self._conn = None
+    async def _lost(self, pool: Pool) -> str:
+        """Why no connection came: the pool only says it timed out. If the server is unreachable, the
+        pool is dropped: its reconnection attempts would go on with growing delays after it is back."""
+        async with self._lock:
+            reason = await self._why_unreachable()
+            if reason is None:
+                return f"no free connection within {self._timeout:g} s (pool_size={self.pool_size})"
+            if self._pool is pool:
+                self._pool = None
+                self._close_later(pool)
+            return reason
+
+    async def _why_unreachable(self) -> str | None:
+        """None if a connection can be made now, else why not. Called holding ``_lock``; a failure
+        answers for RECHECK_SECONDS, so a batch of deliveries tries once, not once each."""
+        if self._unreachable is not None and time.monotonic() - self._unreachable[0] < RECHECK_SECONDS:
+            return self._unreachable[1]
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            self._unreachable = (time.monotonic(), self._reason(exc))
+            return self._unreachable[1]
         await conn.close()
+        self._unreachable = None
+        return None
+
+    async def _check(self, pool: Pool) -> None:
+        """Have the pool test its idle connections: a restarted server broke all of them, not only the
+        one that failed. One check at a time, finished even if the delivery waiting for it is not."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(pool.check())
+        await asyncio.shield(self._checking)
+
+    def _close_later(self, pool: Pool) -> None:
+        """Close ``pool`` without waiting here: closing waits for connection attempts in progress."""
+        task = asyncio.ensure_future(pool.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _create_table(self, conn: Connection) -> None:
+        async with self._schema_lock:  # one at a time: the first creates it, the others find it there
+            if self._schema_ready:
+                return
+            try:
+                await conn.execute(self._schema())  # one execute: atomic (one implicit transaction)
+            except psycopg.Error as exc:
+                raise SinkError(f"cannot create table {self.qualified_table}: {self._reason(exc)}") from exc
+            self._schema_ready = True
 
     def _schema(self) -> sql.Composed:
         """One script (no parameters: several statements may go in one execute), run as one transaction."""
@@ -285,6 +358,15 @@ def parse_table(value: str) -> tuple[str, ...]:
     return parts
 
 
+def parse_pool_size(value: str) -> int:
+    """``pool_size``: a whole number of connections, 1 to MAX_POOL_SIZE."""
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_POOL_SIZE):
+        raise ConfigurationError(
+            f"postgres sink: invalid pool_size={value!r}: give a whole number from 1 to {MAX_POOL_SIZE}"
+        )
+    return int(value)
+
+
 def _index_name(table: str, column: str) -> str:
     name = f"{table}_{column}_idx"
     if len(name) <= MAX_IDENTIFIER:
@@ -302,6 +384,17 @@ def _connect_kwargs(conninfo: str) -> dict[str, Any]:
     if "application_name" not in given:
         kwargs["application_name"] = APPLICATION_NAME
     return kwargs
+
+
+def _connect_timeout(conninfo: str, kwargs: dict[str, Any]) -> float:
+    """How long a delivery waits for a connection: libpq's ``connect_timeout`` (0 is "forever" to
+    libpq; a delivery is bounded by SINK_TIMEOUT_SECONDS anyway, so the default stands in)."""
+    given = conninfo_to_dict(conninfo).get("connect_timeout", kwargs.get("connect_timeout"))
+    try:
+        seconds = float(given) if given is not None else 0.0
+    except ValueError:
+        seconds = 0.0
+    return seconds if seconds > 0 else float(DEFAULT_CONNECT_TIMEOUT_SECONDS)
 
 
 def _safe_name(parts: SplitResult, query: list[tuple[str, str]], table: tuple[str, ...]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import socket
@@ -17,7 +18,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
@@ -31,6 +32,7 @@ from psycopg.rows import dict_row
 from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks import postgres
 from concur_postback.sinks.postgres import DEFAULT_TABLE, PostgresSink, lasting_refusal, parse_table
 from tests.conftest import CapturedLogs, sample_event
 
@@ -38,6 +40,7 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PASSWORD = "s3cret-Pa55word"  # trust auth ignores it; the tests hunt for it in names and messages
 
 Admin = psycopg.Connection[dict[str, Any]]
+T = TypeVar("T")
 
 
 # --- server, tables, URLs ------------------------------------------------------------------------
@@ -109,8 +112,8 @@ def make_event(n: int = 0, trip_id: str | None = "TRIP-1", kind: str = "itinerar
     )
 
 
-def run(coroutine: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(coroutine)
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
 
 
 def deliver_all(sink: PostgresSink, events: list[Event], *, close: bool = True) -> None:
@@ -279,34 +282,52 @@ def test_two_events_make_two_rows(server_url: str, admin: Admin, table: str) -> 
     assert [(row["id"], row["kind"]) for row in stored] == [(trip.id, "itinerary"), (profile.id, "profile")]
 
 
-def test_concurrent_deliveries_share_one_connection(
-    server_url: str, admin: Admin, table: str, app_name: str
+@pytest.mark.parametrize("pool_size", [1, 3])
+def test_concurrent_deliveries_share_a_pool_of_at_most_pool_size_connections(
+    server_url: str, admin: Admin, table: str, app_name: str, pool_size: int
 ) -> None:
-    sink = PostgresSink.from_url(with_query(server_url, table=table, application_name=app_name))
+    sink = PostgresSink.from_url(
+        with_query(server_url, table=table, application_name=app_name, pool_size=str(pool_size))
+    )
     events = [make_event(n % 30) for n in range(60)]  # every event twice, concurrently
+    seen: set[int] = set()
 
     async def go() -> None:
         try:
-            await asyncio.gather(*(sink.deliver(event, event.to_json()) for event in events))
-            assert len(backends(admin, app_name)) == 1
+            for _ in range(3):
+                await asyncio.gather(*(sink.deliver(event, event.to_json()) for event in events))
+                seen.update(backends(admin, app_name))
         finally:
             await sink.aclose()
 
     run(go())
     assert len(rows(admin, table)) == 30
-    wait_for(lambda: backends(admin, app_name) == [])  # aclose closed it
+    assert 1 <= len(seen) <= pool_size
+    if pool_size > 1:
+        assert len(seen) > 1  # a batch does not wait on one connection
+    wait_for(lambda: backends(admin, app_name) == [])  # aclose closed them
 
 
-def test_a_new_event_loop_gets_a_new_connection(
-    server_url: str, admin: Admin, table: str, app_name: str
-) -> None:
-    """RQ-style asyncio.run per job: the connection of a finished loop is not reused, nor leaked."""
+def test_default_pool_size_and_bad_pool_sizes_are_refused(server_url: str) -> None:
+    assert PostgresSink.from_url(server_url, check=False).pool_size == 4
+    for bad in ("0", "-1", "x", "1.5", "101", "\u0663"):
+        with pytest.raises(ConfigurationError, match="pool_size"):
+            PostgresSink.from_url(with_query(server_url, pool_size=bad), check=False)
+    with pytest.raises(ConfigurationError, match="at most once"):
+        PostgresSink.from_url(f"{server_url}?pool_size=2&pool_size=3", check=False)
+
+
+def test_a_new_event_loop_gets_a_new_pool(server_url: str, admin: Admin, table: str, app_name: str) -> None:
+    """asyncio.run per call: the pool of a finished loop is not reused; its connections are let go."""
     sink = PostgresSink.from_url(with_query(server_url, table=table, application_name=app_name))
     deliver_all(sink, [make_event(1)], close=False)
+    first = set(backends(admin, app_name))
     deliver_all(sink, [make_event(2)], close=False)
-    wait_for(lambda: len(backends(admin, app_name)) == 1)
+    gc.collect()
+    wait_for(lambda: not first & set(backends(admin, app_name)))
     deliver_all(sink, [make_event(3)])
     assert len(rows(admin, table)) == 3
+    wait_for(lambda: backends(admin, app_name) == [])
 
 
 # --- table= -------------------------------------------------------------------------------------
@@ -565,8 +586,9 @@ def test_connection_killed_server_side_is_replaced_and_the_delivery_succeeds(
 
             await sink.deliver(make_event(2), make_event(2).to_json())  # reconnects, retries once
 
-            (new_pid,) = backends(admin, app_name)
-            assert new_pid != pid
+            now = backends(admin, app_name)
+            assert now
+            assert pid not in now
         finally:
             await sink.aclose()
 
@@ -575,6 +597,32 @@ def test_connection_killed_server_side_is_replaced_and_the_delivery_succeeds(
     (retry,) = captured_logs.named("sink.postgres.retry")
     assert retry["event_id"] == make_event(2).id
     assert "57P01" in retry["reason"] or "OperationalError" in retry["reason"]
+
+
+def test_every_connection_killed_at_once_costs_each_delivery_at_most_one_retry(
+    server_url: str, admin: Admin, table: str, app_name: str, captured_logs: CapturedLogs
+) -> None:
+    """As a server restart does: the idle connections are all broken, and the first failure has the
+    pool test them, so no delivery of the next batch fails."""
+    sink = PostgresSink.from_url(with_query(server_url, table=table, application_name=app_name))
+    first, second = [make_event(n) for n in range(40)], [make_event(n) for n in range(40, 80)]
+
+    async def go() -> None:
+        try:
+            await asyncio.gather(*(sink.deliver(event, event.to_json()) for event in first))
+            killed = backends(admin, app_name)
+            assert len(killed) > 1
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (killed,))
+            wait_for(lambda: not set(killed) & set(backends(admin, app_name)))
+            await asyncio.gather(*(sink.deliver(event, event.to_json()) for event in second))
+        finally:
+            await sink.aclose()
+
+    run(go())
+    assert len(rows(admin, table)) == 80
+    retried = [line["event_id"] for line in captured_logs.named("sink.postgres.retry")]
+    assert retried
+    assert len(retried) == len(set(retried))
 
 
 def test_table_dropped_while_running_is_created_again(server_url: str, admin: Admin, table: str) -> None:
@@ -658,27 +706,71 @@ def proxy(admin: Admin) -> Iterator[Proxy]:
     running.stop()
 
 
-def test_connection_lost_and_server_still_unreachable_is_retryable_then_recovers(
-    admin: Admin, table: str, proxy: Proxy
-) -> None:
+def proxied_sink(admin: Admin, table: str, proxy: Proxy) -> PostgresSink:
     info = admin.info
     netloc = f"{quote(info.user, safe='')}:{quote(PASSWORD, safe='')}@127.0.0.1:{proxy.port}"
-    sink = PostgresSink.from_url(f"postgresql://{netloc}/{quote(info.dbname, safe='')}?table={table}")
+    return PostgresSink.from_url(f"postgresql://{netloc}/{quote(info.dbname, safe='')}?table={table}")
+
+
+def test_connection_lost_and_server_still_unreachable_is_retryable_then_recovers(
+    admin: Admin, table: str, proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "RECHECK_SECONDS", 0.0)  # every delivery asks the server again
+    sink = proxied_sink(admin, table, proxy)
 
     async def go() -> None:
         try:
             await sink.deliver(make_event(1), make_event(1).to_json())
             proxy.stop()  # the connection dies and no new one can be made
 
-            with pytest.raises(SinkError) as caught:
-                await sink.deliver(make_event(2), make_event(2).to_json())
-            assert not caught.value.permanent
-            assert PASSWORD not in str(caught.value)
+            for _ in range(2):  # the pool's wait, then (pool dropped) our own attempt
+                with pytest.raises(SinkError) as caught:
+                    await sink.deliver(make_event(2), make_event(2).to_json())
+                assert not caught.value.permanent
+                assert "cannot connect" in str(caught.value)
+                assert "Connection refused" in str(caught.value)
+                assert PASSWORD not in str(caught.value)
 
-            proxy.start()  # the next attempt (the worker's retry) succeeds on a new connection
+            proxy.start()  # the next attempt (the worker's retry) succeeds on a new pool
             await sink.deliver(make_event(2), make_event(2).to_json())
         finally:
             await sink.aclose()
 
     run(go())
     assert [row["id"] for row in rows(admin, table)] == [make_event(1).id, make_event(2).id]
+
+
+def test_while_unreachable_one_attempt_answers_for_a_whole_batch(
+    admin: Admin, table: str, proxy: Proxy
+) -> None:
+    """A batch of deliveries during an outage fails at once, each with the reason of one attempt,
+    instead of each waiting connect_timeout for a pool that cannot connect."""
+    sink = proxied_sink(admin, table, proxy)
+    attempts = 0
+    connect = psycopg.AsyncConnection.connect
+
+    async def counted(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        nonlocal attempts
+        attempts += 1
+        return await connect(*args, **kwargs)
+
+    async def go() -> list[BaseException | None]:
+        try:
+            await sink.deliver(make_event(0), make_event(0).to_json())
+            proxy.stop()
+            with pytest.raises(SinkError):  # finds the server gone: the pool is dropped
+                await sink.deliver(make_event(1), make_event(1).to_json())
+            nonlocal attempts
+            attempts = 0
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(psycopg.AsyncConnection, "connect", counted)
+                batch = [make_event(n) for n in range(2, 42)]
+                return await asyncio.gather(
+                    *(sink.deliver(event, event.to_json()) for event in batch), return_exceptions=True
+                )
+        finally:
+            await sink.aclose()
+
+    outcomes = run(go())
+    assert all(isinstance(outcome, SinkError) and not outcome.permanent for outcome in outcomes)
+    assert attempts <= 1
