@@ -9,15 +9,12 @@ notification.
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from concur_postback.concur.hosts import HostPolicy
 
 
 class LogFormat(StrEnum):
@@ -320,10 +317,6 @@ class Settings(BaseSettings):
                 f"TOKEN_TTL_SECONDS ({self.token_ttl_seconds}): a notification is not kept that long"
             )
         return self
-
-    @cached_property
-    def host_policy(self) -> HostPolicy:
-        return HostPolicy.from_base_url(self.concur_base_url, self.concur_allowed_hosts)
 
 
 def env_name(field: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
@@ -22,13 +22,20 @@ import httpx
 from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
 
-from concur_postback import metrics
 from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.config import Settings
 from concur_postback.errors import HostNotAllowed, InvalidPostback, PermanentFetch, RetryableFetch
 
 DEFAULT_PAUSE_SECONDS = 5.0
+
+# Told of every request: its kind label, its outcome ("ok", "http_404", "timeout", ...) and its
+# seconds. The worker passes metrics.record_fetch; the domain itself knows no metrics library.
+FetchObserver = Callable[[str, str, float], None]
+
+
+def _unobserved(kind: str, outcome: str, seconds: float) -> None:
+    pass
 
 
 class RequestBudget(Protocol):
@@ -65,10 +72,15 @@ class LocalBudget:
 
 class ConcurClient:
     def __init__(
-        self, settings: Settings, http: httpx.AsyncClient | None = None, budget: RequestBudget | None = None
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient | None = None,
+        budget: RequestBudget | None = None,
+        observe: FetchObserver = _unobserved,
     ) -> None:
         self._settings = settings
-        self._policy: HostPolicy = settings.host_policy
+        self._observe = observe
+        self._policy = HostPolicy.from_settings(settings)
         self._budget = budget or LocalBudget(settings.concur_max_rps)
         pool = httpx.Limits(max_connections=settings.concur_max_in_flight * 4)
         self._http = http or httpx.AsyncClient(
@@ -120,11 +132,11 @@ class ConcurClient:
                 response = await self._http.get(url, params=params, headers=self._headers(token))
             except NETWORK_ERRORS as exc:
                 failure = _network_failure(exc)
-                metrics.record_fetch(kind, failure.outcome, time.perf_counter() - started)
+                self._observe(kind, failure.outcome, time.perf_counter() - started)
                 raise failure from None
             elapsed = time.perf_counter() - started
         status = response.status_code
-        metrics.record_fetch(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
+        self._observe(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
         if status == 429:
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
             await self._budget.pause(host, retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from concur_postback.config import Settings
 from concur_postback.errors import InvalidPostback
 
 # Trip ids seen in Concur's docs: letters, digits and `$` (e.g. gWu9dRi$pEjxZkYtp0lWbN5gQ...). Never
@@ -36,6 +37,11 @@ class HostPolicy:
     base_port: int
     allow_http: bool
     patterns: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HostPolicy:
+        """CONCUR_BASE_URL's host, and CONCUR_ALLOWED_HOSTS."""
+        return cls.from_base_url(settings.concur_base_url, settings.concur_allowed_hosts)
 
     @classmethod
     def from_base_url(cls, base_url: str, extra_patterns: Iterable[str]) -> HostPolicy:

@@ -18,6 +18,7 @@ from lxml import etree
 from redis import Redis
 
 from concur_postback.concur.fop import parse_fop
+from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import parse_itinerary_notification
 from concur_postback.concur.profiles import parse_profile
 from concur_postback.concur.trips import parse_trip
@@ -205,7 +206,7 @@ def test_a_stylesheet_instruction_before_a_valid_notification_is_dropped_unfetch
     trap: ConnectionTrap, settings: Settings
 ) -> None:
     body = f'<?xml-stylesheet type="text/xsl" href="{trap.url}/x.xsl"?>' + notification(TRIP_URI + "ABC")
-    note = parse_itinerary_notification(body.replace("&x;", "").encode(), settings.host_policy)
+    note = parse_itinerary_notification(body.replace("&x;", "").encode(), HostPolicy.from_settings(settings))
     assert (note.trip_id, note.context) == ("ABC", None)
     assert trap.connections() == 0
 

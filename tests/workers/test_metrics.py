@@ -133,7 +133,8 @@ def test_connection_errors_are_counted_and_worth_another_attempt(
         raise error
 
     async def main() -> None:
-        client = ConcurClient(settings, httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
+        transport = httpx.MockTransport(refuse)
+        client = ConcurClient(settings, httpx.AsyncClient(transport=transport), observe=metrics.record_fetch)
         try:
             with pytest.raises(RetryableFetch, match="connection error"):
                 await client.fetch(Kind.FOP, OAuthToken(TOKEN))

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from concur_postback import metrics
+from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import Kind, parse_postback, parse_query
 from concur_postback.config import Settings
 from concur_postback.errors import InvalidPostback, PayloadTooLarge, StoreUnavailable
@@ -86,9 +87,11 @@ class PostbackEndpoint:
     committer: Committer
     counters: dict[tuple[str, str], Counter] = field(default_factory=metrics.postback_counters)
     secrets: tuple[bytes, ...] = field(init=False)
+    policy: HostPolicy = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", self.settings.postback_secrets)
+        object.__setattr__(self, "policy", HostPolicy.from_settings(self.settings))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -106,7 +109,7 @@ class PostbackEndpoint:
         """Answer the postback; return its (kind, outcome) for the metrics, None if nobody was answered."""
         try:
             body = await read_body(scope, receive, self.settings.max_body_bytes)
-            postback = parse_postback(scope["query_string"], body, self.settings.host_policy)
+            postback = parse_postback(scope["query_string"], body, self.policy)
         except ClientDisconnected:
             annotate(scope, "postback.disconnected")
             return None

@@ -27,7 +27,7 @@ from redis import Redis
 from concur_postback.backoff import retry_fetch
 from concur_postback.budget import SharedBudget
 from concur_postback.concur.client import ConcurClient
-from concur_postback.concur.hosts import TRIP_ID_RE
+from concur_postback.concur.hosts import TRIP_ID_RE, HostPolicy
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
 from concur_postback.concur.summaries import (
     PROFILE_PAGE_MAX,
@@ -220,11 +220,12 @@ class _TripWalk:
 
     def postbacks(self, items: list[Any]) -> list[Postback]:
         base = self.settings.concur_base_url
+        policy = HostPolicy.from_settings(self.settings)
         postbacks = []
         for trip in items:
             uri = trip.uri or f"{base}/api/travel/trip/v1.1/{trip.trip_id}"
             try:
-                valid = self.settings.host_policy.trip_id_from_uri(uri) == trip.trip_id
+                valid = policy.trip_id_from_uri(uri) == trip.trip_id
             except InvalidPostback:
                 valid = False
             if not valid or not TRIP_ID_RE.match(trip.trip_id) or not _valid_login(trip.login_id):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import structlog
 from rq import get_current_job
 
+from concur_postback import metrics
 from concur_postback.budget import SharedBudget
 from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings, load_settings
@@ -55,7 +56,9 @@ def install(settings: Settings) -> WorkerContext:
 async def _processor(settings: Settings, vault: TokenVault, sinks: dict[str, Sink]) -> Processor:
     # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
     redis = async_client(settings.redis_url or "", connect_timeout=settings.redis_timeout_seconds)
-    client = ConcurClient(settings, budget=SharedBudget(redis, settings.concur_max_rps))
+    client = ConcurClient(
+        settings, budget=SharedBudget(redis, settings.concur_max_rps), observe=metrics.record_fetch
+    )
     processor = Processor(settings, redis, client, sinks, vault)
     await processor.start()  # also starts this process's share of the sink-retry loop
     return processor
