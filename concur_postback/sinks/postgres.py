@@ -9,8 +9,7 @@ connection attempt (or a wait for a free pooled connection) fails before SINK_TI
 At start-up ``from_url`` connects once (synchronously) and creates the table and its indexes if they
 do not exist: an unreachable server or a table that cannot be created stops the worker then, not at
 the first event. Delivery is ``INSERT ... ON CONFLICT (id) DO NOTHING``: the same id is the same
-change, so a redelivered event changes nothing. The whole event is stored as ``event`` (jsonb); the
-other columns copy the fields one queries by.
+change, so a redelivered event changes nothing. The columns are in ``postgres_table``.
 
 ``pool_size`` (default 4) is the most connections one worker process holds: a worker delivers a
 batch of notifications at once, and on one connection every insert (and its commit) waits for the
@@ -32,40 +31,28 @@ in a string, which jsonb refuses) are permanent. Messages and ``name`` never con
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 import time
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import psycopg
 import structlog
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks.postgres_table import DEFAULT_TABLE, Table, parse_table
 
 SCHEMES = ("postgresql", "postgres")
-DEFAULT_TABLE = "concur_events"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "concur-postback"
 DEFAULT_POOL_SIZE = 4
 MAX_POOL_SIZE = 100
 OWN_PARAMETERS = ("table", "pool_size")  # read by the sink, not passed to libpq
 RECHECK_SECONDS = 1.0  # while unreachable, how long one failed attempt answers for every delivery
-MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
-_INDEXED = ("kind", "trip_id", "received_at")
-_COLUMNS = sql.SQL(", ").join(
-    sql.Identifier(column)
-    for column in (
-        "id", "kind", "event_type", "received_at", "fetched_at", "trip_id", "subject", "login_id", "event",
-        "stored_at",
-    )
-)  # fmt: skip
+
 
 Connection = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Connection]
@@ -91,13 +78,7 @@ class PostgresSink:
         self._secrets = secrets
         self._kwargs = _connect_kwargs(conninfo)
         self._timeout = _connect_timeout(conninfo, self._kwargs)
-        self._identifier = sql.Identifier(*table)
-        self._insert = sql.SQL(
-            "INSERT INTO {}"
-            " (id, kind, event_type, received_at, fetched_at, trip_id, subject, login_id, event)"
-            " VALUES (%s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s, %s, %s::jsonb)"
-            " ON CONFLICT (id) DO NOTHING"
-        ).format(self._identifier)
+        self._table = Table(table)
         self._schema_ready = False
         self._pool: Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,7 +94,7 @@ class PostgresSink:
 
     @property
     def qualified_table(self) -> str:
-        return ".".join(self.table)
+        return self._table.qualified
 
     def __repr__(self) -> str:
         return f"PostgresSink({self._name!r})"
@@ -165,7 +146,7 @@ class PostgresSink:
             return
         try:
             with conn:  # commits at the end
-                conn.execute(self._schema())
+                conn.execute(self._table.schema())
         except psycopg.errors.UndefinedColumn as exc:
             table = self.qualified_table
             raise ConfigurationError(
@@ -181,24 +162,14 @@ class PostgresSink:
             document = payload.decode()
         except UnicodeDecodeError as exc:
             raise SinkError(f"event {event.id}: payload is not UTF-8 JSON", permanent=True) from exc
-        params = (
-            event.id,
-            event.kind,
-            event.event_type,
-            event.received_at,
-            event.fetched_at,
-            event.trip_id,
-            event.subject,
-            event.login_id,
-            document,
-        )
+        params = self._table.row(event, document)
         for attempt in (1, 2):
             pool = await self._connections()
             try:
                 async with pool.connection(timeout=self._timeout) as conn:
                     if not self._schema_ready:
                         await self._create_table(conn)
-                    await conn.execute(self._insert, params)
+                    await conn.execute(self._table.insert, params)
             except (PoolTimeout, PoolClosed):  # no connection in time, or the pool was dropped meanwhile
                 raise SinkError(f"cannot connect: {await self._lost(pool)}") from None
             except psycopg.Error as exc:
@@ -295,36 +266,10 @@ class PostgresSink:
             if self._schema_ready:
                 return
             try:
-                await conn.execute(self._schema())  # one execute: atomic (one implicit transaction)
+                await conn.execute(self._table.schema())  # one execute: atomic (one implicit transaction)
             except psycopg.Error as exc:
                 raise SinkError(f"cannot create table {self.qualified_table}: {self._reason(exc)}") from exc
             self._schema_ready = True
-
-    def _schema(self) -> sql.Composed:
-        """One script (no parameters: several statements may go in one execute), run as one transaction."""
-        digest = hashlib.sha256(f"concur_postback:{self.qualified_table}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        table = self._identifier
-        statements: list[sql.Composed] = [
-            # Concurrent CREATE ... IF NOT EXISTS can collide (several workers starting at once): queue them.
-            sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(key)),
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                "id text PRIMARY KEY, kind text NOT NULL, event_type text NOT NULL,"
-                " received_at timestamptz NOT NULL, fetched_at timestamptz, trip_id text,"
-                " subject text NOT NULL, login_id text, event jsonb NOT NULL,"
-                " stored_at timestamptz NOT NULL DEFAULT now())"
-            ).format(table),
-        ]
-        for column in _INDEXED:
-            statements.append(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(_index_name(self.table[-1], column)), table, sql.Identifier(column)
-                )
-            )
-        # a table that already existed must have the columns the insert names
-        statements.append(sql.SQL("SELECT {} FROM {} LIMIT 0").format(_COLUMNS, table))
-        return sql.SQL("; ").join(statements)
 
     def _error(self, event: Event, exc: psycopg.Error) -> SinkError:
         permanent = isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
@@ -346,18 +291,6 @@ def lasting_refusal(message: str) -> bool:
     return "FATAL:" in message and not any(transient in message for transient in _TRANSIENT_FATAL)
 
 
-def parse_table(value: str) -> tuple[str, ...]:
-    """``name`` or ``schema.name``: letters, digits, underscores, not starting with a digit; lower-cased."""
-    parts = tuple(value.lower().split("."))
-    valid = len(parts) <= 2 and all(_IDENTIFIER.fullmatch(p) and len(p) <= MAX_IDENTIFIER for p in parts)
-    if not valid or not value.isascii():
-        raise ConfigurationError(
-            f"postgres sink: invalid table={value!r}: use letters, digits and underscores (not first),"
-            f" at most {MAX_IDENTIFIER} characters, optionally as schema.table"
-        )
-    return parts
-
-
 def parse_pool_size(value: str) -> int:
     """``pool_size``: a whole number of connections, 1 to MAX_POOL_SIZE."""
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_POOL_SIZE):
@@ -365,15 +298,6 @@ def parse_pool_size(value: str) -> int:
             f"postgres sink: invalid pool_size={value!r}: give a whole number from 1 to {MAX_POOL_SIZE}"
         )
     return int(value)
-
-
-def _index_name(table: str, column: str) -> str:
-    name = f"{table}_{column}_idx"
-    if len(name) <= MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha256(table.encode()).hexdigest()[:8]  # distinct long tables, distinct index names
-    suffix = f"_{digest}_{column}_idx"
-    return table[: MAX_IDENTIFIER - len(suffix)] + suffix
 
 
 def _connect_kwargs(conninfo: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ from concur_postback.embedded import free_port
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
 from concur_postback.sinks import postgres
-from concur_postback.sinks.postgres import DEFAULT_TABLE, PostgresSink, lasting_refusal, parse_table
+from concur_postback.sinks.postgres import PostgresSink, lasting_refusal
+from concur_postback.sinks.postgres_table import DEFAULT_TABLE, parse_table
 from tests.conftest import CapturedLogs, sample_event
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
