@@ -1,5 +1,6 @@
-"""The one backoff schedule (fetch retries, sink retries and backfill pages all wait this way), and the
-in-process retry loop of the one caller that may wait in place: backfill, a command a person runs.
+"""The one backoff schedule (fetch retries, sink retries and backfill pages all wait this way), how
+a Retry-After header is read (Concur's and a webhook's), and the in-process retry loop of the one
+caller that may wait in place: backfill, a command a person runs.
 
 Workers never wait in place for a retry: a failed fetch goes to the durable retry schedule in Redis
 (workers/ledger.py), a failed sink delivery to its sink's schedule (workers/deliveries.py).
@@ -8,7 +9,9 @@ Workers never wait in place for a retry: a failed fetch goes to the durable retr
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
@@ -76,3 +79,17 @@ async def retry_fetch(
         with try_:
             body = await attempt()
     return body
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import aiohttp
@@ -22,6 +21,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
 
+from concur_postback.backoff import retry_after_seconds
 from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.config import Settings
@@ -208,17 +208,3 @@ def _content_or_raise(response: httpx.Response) -> bytes:
     if status in (401, 403):
         raise PermanentFetch(f"HTTP {status}: token revoked or not permitted", status)
     raise PermanentFetch(f"HTTP {status}", status)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either a number or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -35,8 +35,7 @@ import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
-from concur_postback.concur.client import retry_after_seconds
-from concur_postback.config import load_settings
+from concur_postback.backoff import retry_after_seconds
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
 
@@ -112,12 +111,6 @@ class HttpSink:
     @property
     def name(self) -> str:
         return self._name
-
-    @classmethod
-    def from_url(cls, url: str) -> HttpSink:
-        """A sink signed with SINK_HTTP_SECRET from the settings (`SINKS` passes them in directly)."""
-        secret = load_settings().sink_http_secret
-        return cls.configure(url, secret.get_secret_value() if secret else None)
 
     @classmethod
     def configure(cls, url: str, secret: str | None) -> HttpSink:

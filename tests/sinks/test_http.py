@@ -26,8 +26,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from concur_postback.config import load_settings
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks import factories
 from concur_postback.sinks.http import SECRET_ENV, HttpSink, HttpSinkError, parse_secret, sign
 from tests.conftest import CapturedLogs, serve_asgi
 
@@ -115,6 +117,13 @@ def no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_ENV, raising=False)
 
 
+def http_sink(url: str) -> HttpSink:
+    """Built the way SINKS builds it: signed with SINK_HTTP_SECRET from the environment, if set."""
+    sink = factories(load_settings())["https"](url)  # the same factory for http://
+    assert isinstance(sink, HttpSink)
+    return sink
+
+
 def deliver(sink: HttpSink, *events: Event) -> None:
     """Deliver each event in one event loop, as a worker does, then close the sink."""
 
@@ -150,7 +159,7 @@ def closed_port() -> int:
 def test_posts_the_payload_as_is_with_webhook_headers(receiver: Receiver) -> None:
     event = make_event()
     before = int(time.time())
-    deliver(HttpSink.from_url(f"{receiver.url}/hooks/concur?tenant=a%20b&timeout=5"), event)
+    deliver(http_sink(f"{receiver.url}/hooks/concur?tenant=a%20b&timeout=5"), event)
 
     [seen] = receiver.requests
     assert seen.method == "POST"
@@ -171,7 +180,7 @@ def test_signature_verifies_with_standardwebhooks(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     event = make_event()
-    deliver(HttpSink.from_url(receiver.url + "/hook"), event)
+    deliver(http_sink(receiver.url + "/hook"), event)
 
     [seen] = receiver.requests
     signature = seen.headers["webhook-signature"]
@@ -197,7 +206,7 @@ def test_each_attempt_is_signed_afresh_with_the_same_id(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     receiver.reply(Reply(503))
-    sink = HttpSink.from_url(receiver.url)
+    sink = http_sink(receiver.url)
     event = make_event()
 
     async def twice() -> None:
@@ -217,7 +226,7 @@ def test_each_attempt_is_signed_afresh_with_the_same_id(
 
 def test_blank_secret_means_unsigned(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, "  \n")
-    deliver(HttpSink.from_url(receiver.url))
+    deliver(http_sink(receiver.url))
     [seen] = receiver.requests
     assert "webhook-signature" not in seen.headers
     assert seen.headers["webhook-id"]
@@ -228,7 +237,7 @@ def test_secret_with_trailing_newline_and_no_padding_is_accepted(
 ) -> None:
     unpadded = "whsec_" + base64.b64encode(bytes(range(20))).decode().rstrip("=")  # as some providers issue
     monkeypatch.setenv(SECRET_ENV, unpadded + "\n")
-    deliver(HttpSink.from_url(receiver.url))
+    deliver(http_sink(receiver.url))
     [seen] = receiver.requests
     Webhook(unpadded).verify(seen.body, seen.headers)
 
@@ -249,13 +258,13 @@ def test_sign_matches_the_reference_implementation(
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_any_2xx_is_delivered(receiver: Receiver, status: int) -> None:
     receiver.reply(Reply(status))
-    deliver(HttpSink.from_url(receiver.url))
+    deliver(http_sink(receiver.url))
     assert len(receiver.requests) == 1
 
 
 def test_one_pooled_connection_for_successive_deliveries(receiver: Receiver) -> None:
     receiver.reply(Reply(200, echo=True), Reply(200, echo=True))
-    sink = HttpSink.from_url(receiver.url)
+    sink = http_sink(receiver.url)
     deliver(sink, make_event("evt_1"), make_event("evt_2"), make_event("evt_3"))
     ports = {seen.client_port for seen in receiver.requests}
     assert [seen.headers["webhook-id"] for seen in receiver.requests] == ["evt_1", "evt_2", "evt_3"]
@@ -263,7 +272,7 @@ def test_one_pooled_connection_for_successive_deliveries(receiver: Receiver) -> 
 
 
 def test_client_is_created_lazily_and_closing_is_idempotent(receiver: Receiver) -> None:
-    sink = HttpSink.from_url(receiver.url)  # outside any event loop: nothing is opened yet
+    sink = http_sink(receiver.url)  # outside any event loop: nothing is opened yet
 
     async def close_twice() -> None:
         await sink.aclose()
@@ -277,7 +286,7 @@ def test_client_is_created_lazily_and_closing_is_idempotent(receiver: Receiver) 
 
 def test_user_info_is_sent_as_basic_auth(receiver: Receiver) -> None:
     url = receiver.url.replace("http://", "http://hook%40user:p%3Ass@")
-    deliver(HttpSink.from_url(url))
+    deliver(http_sink(url))
     [seen] = receiver.requests
     assert seen.headers["authorization"] == "Basic " + base64.b64encode(b"hook@user:p:ss").decode()
 
@@ -293,7 +302,7 @@ def test_retryable_statuses(
     receiver: Receiver, status: int, retry_after: str | None, seconds: float | None
 ) -> None:
     receiver.reply(Reply(status, {"Retry-After": retry_after} if retry_after else {}, echo=True))
-    error = failure(HttpSink.from_url(receiver.url))
+    error = failure(http_sink(receiver.url))
     assert error.permanent is False
     assert error.status == status
     assert error.retry_after == seconds
@@ -303,29 +312,29 @@ def test_retryable_statuses(
 def test_retry_after_as_http_date(receiver: Receiver) -> None:
     when = datetime.fromtimestamp(time.time() + 120, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
     receiver.reply(Reply(503, {"Retry-After": when}))
-    error = failure(HttpSink.from_url(receiver.url))
+    error = failure(http_sink(receiver.url))
     assert error.retry_after is not None
     assert 100 < error.retry_after <= 120
 
 
 def test_unreadable_retry_after_is_ignored(receiver: Receiver) -> None:
     receiver.reply(Reply(429, {"Retry-After": "soon"}))
-    error = failure(HttpSink.from_url(receiver.url))
+    error = failure(http_sink(receiver.url))
     assert (error.permanent, error.retry_after) == (False, None)
 
 
 def test_error_message_is_readable(receiver: Receiver) -> None:
     receiver.reply(Reply(503, {"Retry-After": "3"}))
-    assert str(failure(HttpSink.from_url(receiver.url))) == "HTTP 503 Service Unavailable (retry after 3 s)"
+    assert str(failure(http_sink(receiver.url))) == "HTTP 503 Service Unavailable (retry after 3 s)"
     receiver.reply(Reply(404))
-    assert str(failure(HttpSink.from_url(receiver.url))) == "HTTP 404 Not Found"
+    assert str(failure(http_sink(receiver.url))) == "HTTP 404 Not Found"
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422])
 def test_other_4xx_are_permanent(receiver: Receiver, status: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     receiver.reply(Reply(status, {"Retry-After": "5"}, echo=True))  # echo: the body holds the payload
-    error = failure(HttpSink.from_url(receiver.url))
+    error = failure(http_sink(receiver.url))
     assert error.permanent is True
     assert error.status == status
     assert error.retry_after is None
@@ -334,7 +343,7 @@ def test_other_4xx_are_permanent(receiver: Receiver, status: int, monkeypatch: p
 def test_redirect_is_not_followed_and_is_permanent(receiver: Receiver) -> None:
     location = receiver.url.replace("http://", "http://u:hunter2@") + "/moved?token=abc"
     receiver.reply(Reply(302, {"Location": location}))
-    error = failure(HttpSink.from_url(receiver.url + "/old"))
+    error = failure(http_sink(receiver.url + "/old"))
     assert len(receiver.requests) == 1  # only the original request
     assert error.permanent is True
     assert error.status == 302
@@ -344,7 +353,7 @@ def test_redirect_is_not_followed_and_is_permanent(receiver: Receiver) -> None:
 
 
 def test_connection_refused_is_retryable() -> None:
-    error = failure(HttpSink.from_url(f"http://127.0.0.1:{closed_port()}/hook"))
+    error = failure(http_sink(f"http://127.0.0.1:{closed_port()}/hook"))
     assert error.permanent is False
     assert error.status is None
     assert error.retry_after is None
@@ -375,7 +384,7 @@ def raw_server(answer: bytes | None) -> int:
 )
 def test_hang_up_or_non_http_answer_is_retryable(answer: bytes | None, kind: str) -> None:
     # aiohttp's own error text names the full URL, query included: it must not reach the message
-    error = failure(HttpSink.from_url(f"http://127.0.0.1:{raw_server(answer)}/hook?token=hunter2"))
+    error = failure(http_sink(f"http://127.0.0.1:{raw_server(answer)}/hook?token=hunter2"))
     assert error.permanent is False
     assert error.status is None
     assert str(error).startswith(f"{kind} (")
@@ -385,7 +394,7 @@ def test_hang_up_or_non_http_answer_is_retryable(answer: bytes | None, kind: str
 def test_timeout_is_retryable(receiver: Receiver) -> None:
     receiver.reply(Reply(200, delay=1.5))
     started = time.monotonic()
-    error = failure(HttpSink.from_url(receiver.url + "/slow?timeout=0.2"))
+    error = failure(http_sink(receiver.url + "/slow?timeout=0.2"))
     assert time.monotonic() - started < 1.2
     assert error.permanent is False
     assert error.status is None
@@ -399,8 +408,8 @@ def test_errors_never_contain_the_secret_or_the_payload(
     monkeypatch.setenv(SECRET_ENV, SECRET)
     for status in (400, 500, 302):
         receiver.reply(Reply(status, {"Location": "/x"}, echo=True))
-        failure(HttpSink.from_url(receiver.url))  # asserts on the message
-    sink = HttpSink.from_url(receiver.url)
+        failure(http_sink(receiver.url))  # asserts on the message
+    sink = http_sink(receiver.url)
     assert SECRET not in repr(sink)
     assert SECRET.removeprefix("whsec_") not in repr(sink)
 
@@ -433,12 +442,12 @@ def test_errors_never_contain_the_secret_or_the_payload(
 )
 def test_bad_urls_fail_at_start_up(url: str) -> None:
     with pytest.raises(ConfigurationError):
-        HttpSink.from_url(url)
+        http_sink(url)
 
 
 def test_bad_url_message_hides_the_password() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        HttpSink.from_url("http://user:hunter2@hooks.example.com/x?timeout=zero&token=abc")
+        http_sink("http://user:hunter2@hooks.example.com/x?timeout=zero&token=abc")
     assert "hunter2" not in str(caught.value)
     assert "token=abc" not in str(caught.value)
     assert "timeout must be a number" in str(caught.value)
@@ -459,7 +468,7 @@ def test_bad_url_message_hides_the_password() -> None:
 def test_bad_secrets_fail_at_start_up(secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, secret)
     with pytest.raises(ConfigurationError) as caught:
-        HttpSink.from_url("https://hooks.example.com/concur")
+        http_sink("https://hooks.example.com/concur")
     assert secret.removeprefix("whsec_") not in str(caught.value) or secret == "whsec_"
     assert SECRET_ENV in str(caught.value)
 
@@ -487,7 +496,7 @@ def test_secret_can_be_given_directly(receiver: Receiver) -> None:
 def test_name_hides_credentials(url: str, name: str, captured_logs: CapturedLogs) -> None:
     """User-info, the query and the path (a Slack-style webhook's secret) never show: scheme and host
     do, and `sink_label` adds the sink's id."""
-    sink = HttpSink.from_url(url)
+    sink = http_sink(url)
     assert sink.name == name
     assert "hunter2" not in sink.name
     assert "apikey" not in sink.name
