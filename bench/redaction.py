@@ -22,7 +22,7 @@ from concur_postback.concur.profiles import parse_profile
 from concur_postback.concur.redaction import scrub_card_numbers
 from concur_postback.concur.trips import parse_trip
 
-DATA = Path(__file__).resolve().parents[1] / "concur_postback" / "simulator_data"
+DATA = Path(__file__).resolve().parents[1] / "concur_postback" / "simulator" / "data"
 
 
 def bare(rng: random.Random) -> str:

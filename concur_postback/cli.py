@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from concur_postback import logs
+from concur_postback.concur.notification import Kind
 from concur_postback.config import Settings, env_name, load_settings
 from concur_postback.errors import ConfigurationError
 
@@ -21,6 +22,7 @@ from concur_postback.errors import ConfigurationError
 # (Redis's AuthenticationError is a ConnectionError: a wrong password in REDIS_URL is one of them.)
 _STARTUP_ERRORS = (ConfigurationError, RedisConnectionError, RedisTimeoutError)
 EXIT_STARTUP_ERROR = 2
+KINDS = [kind.value for kind in Kind]
 
 
 class _Commands(click.Group):
@@ -139,7 +141,7 @@ def simulate(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from concur_postback.simulator import run_simulator  # noqa: PLC0415
+    from concur_postback.simulator.api import run_simulator  # noqa: PLC0415
 
     _settings()
     run_simulator(host, port, latency_ms, travellers=travellers, seed=seed, max_rps=max_rps)
@@ -155,7 +157,7 @@ def simulate(
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["itinerary", "fop", "profile"]),
+    type=click.Choice(KINDS),
     help="Kinds to post, in turn (repeatable; default all three).",
 )
 @click.option(
@@ -181,11 +183,11 @@ def simulate_fire(
     """POST notifications like Concur: `?type=…&oauth_token_key=…`, itineraries with a Notification body."""
     import asyncio  # noqa: PLC0415
 
-    from concur_postback.simulator import fire, shots  # noqa: PLC0415
+    from concur_postback.simulator.load import fire, plan_postbacks  # noqa: PLC0415
 
-    planned = shots(
+    planned = plan_postbacks(
         count,
-        kinds=kinds or ("itinerary", "fop", "profile"),
+        kinds=tuple(Kind(kind) for kind in kinds) or tuple(Kind),
         concur_url=concur_url,
         travellers=travellers,
         seed=seed,
@@ -236,7 +238,7 @@ _SUBSCRIPTION_HELP = (
 
 
 @main.command()
-@click.option("--type", "kind", required=True, type=click.Choice(["itinerary", "fop", "profile"]))
+@click.option("--type", "kind", required=True, type=click.Choice(KINDS))
 @click.option(
     "--company", is_flag=True, help="Subscribe the whole company (a company administrator's token)."
 )
@@ -248,7 +250,7 @@ def subscribe(kind: str, company: bool, token: str, path: str | None) -> None:
 
 
 @main.command()
-@click.option("--type", "kind", required=True, type=click.Choice(["itinerary", "fop", "profile"]))
+@click.option("--type", "kind", required=True, type=click.Choice(KINDS))
 @click.option(
     "--company", is_flag=True, help="Unsubscribe the whole company (a company administrator's token)."
 )

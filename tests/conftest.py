@@ -32,7 +32,8 @@ from concur_postback.embedded import EmbeddedRedis
 from concur_postback.events import Event
 from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
 from concur_postback.service.app import create_app
-from concur_postback.simulator import Seen, create_simulator
+from concur_postback.simulator.api import create_simulator
+from concur_postback.simulator.faults import SeenRequest
 from concur_postback.tokens import generate_key, vault_from_settings
 from tests.processes import kill_leftovers
 
@@ -236,7 +237,7 @@ def server(make_server: Callable[[Settings], LiveServer], settings: Settings) ->
 class Simulator:
     url: str
     client: httpx.Client
-    arrivals: queue.Queue[Seen]
+    arrivals: queue.Queue[SeenRequest]
 
     def fault(self, **fault: Any) -> None:
         self.client.post("/_simulator/faults", json=fault).raise_for_status()
@@ -255,7 +256,7 @@ class Simulator:
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    arrivals: queue.Queue[Seen] = queue.Queue()
+    arrivals: queue.Queue[SeenRequest] = queue.Queue()
     running = serve_asgi(create_simulator(on_request=arrivals.put))
     live = next(running)
     yield Simulator(live.url, live.client, arrivals)

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from concur_postback.concur.notification import Kind
 from concur_postback.embedded import free_port
-from concur_postback.simulator import fire, shots
+from concur_postback.simulator.load import fire, plan_postbacks
 from tests.processes import Process, clean_env
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def test_run_simulate_fetches_from_its_own_simulator(tmp_path: Path) -> None:
         assert f"--to http://127.0.0.1:{port}/postback" in hint and simulator_url in hint
         # The web tier's line, not the simulator's (both are children writing to this stdout).
         process.wait_for(f"Uvicorn running on http://127.0.0.1:{port}", prefix=True)
-        planned = shots(3, kinds=("itinerary",), concur_url=simulator_url)
+        planned = plan_postbacks(3, kinds=(Kind.ITINERARY,), concur_url=simulator_url)
         result = asyncio.run(fire(f"http://127.0.0.1:{port}/postback", planned, rate=0))
         assert result.statuses == {"accepted": 3}
         for _ in range(3):

@@ -37,7 +37,7 @@ from rq.registry import FinishedJobRegistry
 from concur_postback.concur.redaction import mask
 from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
-from concur_postback.simulator import TEMPLATES
+from concur_postback.simulator.documents import TEMPLATES
 from concur_postback.tokens import generate_key
 from tests.chaos.harness import (
     QUEUE,

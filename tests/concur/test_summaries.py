@@ -9,7 +9,8 @@ import pytest
 
 from concur_postback.concur.summaries import parse_profile_summaries, parse_trip_summaries
 from concur_postback.errors import InvalidDocument
-from concur_postback.simulator import create_simulator, generate_company
+from concur_postback.simulator.api import create_simulator
+from concur_postback.simulator.company import generate_company
 from tests.conftest import CORPUS, LiveServer, serve_asgi
 
 

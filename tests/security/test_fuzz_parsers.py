@@ -28,7 +28,7 @@ from concur_postback.concur.profiles import Profile, parse_profile
 from concur_postback.concur.trips import Trip, parse_trip
 from concur_postback.errors import InvalidDocument
 
-DATA = Path(__file__).resolve().parents[2] / "concur_postback" / "simulator_data"
+DATA = Path(__file__).resolve().parents[2] / "concur_postback" / "simulator" / "data"
 CODES = {"empty_body", "malformed_xml", "dtd_forbidden", "unexpected_document"}
 FUZZ = settings(max_examples=60, deadline=timedelta(seconds=1))
 

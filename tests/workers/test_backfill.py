@@ -15,7 +15,7 @@ from concur_postback import logs
 from concur_postback.cli import main
 from concur_postback.concur.notification import Kind
 from concur_postback.inbox import RECORD_PREFIX
-from concur_postback.simulator import generate_company
+from concur_postback.simulator.company import generate_company
 from concur_postback.workers.backfill import parse_since, run_backfill
 from concur_postback.workers.status import collect
 from tests.conftest import TOKEN, CapturedLogs, Simulator

@@ -17,15 +17,20 @@ from concur_postback.cli import main
 from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import Kind, parse_postback
 from concur_postback.embedded import free_port
-from concur_postback.simulator import fire, generate_company, shots, traveller_token
+from concur_postback.simulator.company import generate_company, traveller_token
+from concur_postback.simulator.load import fire, plan_postbacks
 from tests.conftest import Simulator
 from tests.processes import Process, clean_env
 from tests.workers.conftest import Pipeline
 
 
-def test_shots_look_like_concur_postbacks() -> None:
-    planned = shots(9, kinds=("itinerary", "fop", "profile"), concur_url="http://127.0.0.1:8081", seed=3)
-    again = shots(9, kinds=("itinerary", "fop", "profile"), concur_url="http://127.0.0.1:8081", seed=3)
+def test_planned_postbacks_look_like_concur_postbacks() -> None:
+    planned = plan_postbacks(
+        9, kinds=(Kind.ITINERARY, Kind.FOP, Kind.PROFILE), concur_url="http://127.0.0.1:8081", seed=3
+    )
+    again = plan_postbacks(
+        9, kinds=(Kind.ITINERARY, Kind.FOP, Kind.PROFILE), concur_url="http://127.0.0.1:8081", seed=3
+    )
     assert [shot.params for shot in again] == [shot.params for shot in planned]  # reproducible
     policy = HostPolicy.from_base_url("http://127.0.0.1:8081", [])
     company = generate_company(seed=3)
@@ -40,18 +45,18 @@ def test_shots_look_like_concur_postbacks() -> None:
             assert shot.body == b""
         assert postback.userid_type is None  # user notifications: the traveller's own token
         assert postback.token.value.startswith("sim-")
-    company_shot = shots(
-        1, kinds=("profile",), concur_url="http://x", seed=3, company_token="admin-tok-1234"
+    company_postback = plan_postbacks(
+        1, kinds=(Kind.PROFILE,), concur_url="http://x", seed=3, company_token="admin-tok-1234"
     )[0]
-    assert company_shot.params["oauth_token_key"] == "admin-tok-1234"
-    assert company_shot.params["userid_type"] == "login"
+    assert company_postback.params["oauth_token_key"] == "admin-tok-1234"
+    assert company_postback.params["userid_type"] == "login"
     assert traveller_token("a@b.c", 3) == traveller_token("a@b.c", 3) != traveller_token("a@b.c", 4)
 
 
 def test_fire_into_the_service_then_the_worker_fetches_from_the_simulator(
     pipeline: Pipeline, simulator: Simulator
 ) -> None:
-    planned = shots(12, kinds=("itinerary", "profile", "fop"), concur_url=simulator.url)
+    planned = plan_postbacks(12, kinds=(Kind.ITINERARY, Kind.PROFILE, Kind.FOP), concur_url=simulator.url)
     postback = f"{pipeline.server.url}/postback"
     result = asyncio.run(fire(postback, planned, rate=200))
     assert result.sent == 12
@@ -69,7 +74,7 @@ def test_fire_into_the_service_then_the_worker_fetches_from_the_simulator(
 
 
 def test_fire_reports_refusals(pipeline: Pipeline) -> None:
-    planned = shots(2, kinds=("itinerary",), concur_url="https://evil.example.com")
+    planned = plan_postbacks(2, kinds=(Kind.ITINERARY,), concur_url="https://evil.example.com")
     result = asyncio.run(fire(f"{pipeline.server.url}/postback", planned, rate=0))
     assert result.statuses == {"HTTP 400 object_uri_not_allowed": 2}
     unreachable = asyncio.run(fire(f"http://127.0.0.1:{free_port()}/postback", planned[:1], rate=0))
