@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
+from concur_postback.config import Settings
 from concur_postback.errors import ConfigurationError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -161,6 +162,13 @@ def sync_client(url: str, *, connect_timeout: float, socket_timeout: float | Non
     return redis.Redis.from_url(
         url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, retry=retry
     )
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """The synchronous client of REDIS_URL, for the worker and the commands."""
+    if settings.redis_url is None:
+        raise ConfigurationError("REDIS_URL is not set (use `concur-postback run` for an embedded Redis)")
+    return sync_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
 
 
 def async_client(

@@ -39,11 +39,10 @@ from concur_postback.concur.summaries import (
     parse_trip_summaries,
 )
 from concur_postback.config import Settings
-from concur_postback.connections import async_client
+from concur_postback.connections import async_client, connect
 from concur_postback.errors import InvalidPostback
 from concur_postback.inbox import INGEST_SCRIPT, IngestArgs, build_record, ingest_args, ingest_argv
 from concur_postback.tokens import TokenVault, vault_from_settings
-from concur_postback.workers.worker import connect
 
 log = structlog.get_logger("concur_postback.backfill")
 

@@ -24,18 +24,12 @@ from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
 from concur_postback.config import Settings
-from concur_postback.connections import sync_client
+from concur_postback.connections import connect
 from concur_postback.errors import ConfigurationError
 from concur_postback.workers.jobs import context, install, process_notifications, uninstall
 from concur_postback.workers.pump import Pump
 
 log = structlog.get_logger("concur_postback.worker")
-
-
-def connect(settings: Settings) -> Redis:
-    if settings.redis_url is None:
-        raise ConfigurationError("REDIS_URL is not set (use `concur-postback run` for an embedded Redis)")
-    return sync_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
 
 
 MAINTENANCE_LOCK_SECONDS = 60

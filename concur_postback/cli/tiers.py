@@ -1,0 +1,58 @@
+"""The long-running processes: the web tier, a worker, both at once (`run`), and `status`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from concur_postback.cli.common import configured, redis_and_settings, require
+from concur_postback.errors import ConfigurationError
+from concur_postback.runner import run_all
+from concur_postback.service.server import serve as run_server
+from concur_postback.workers.status import collect, render
+from concur_postback.workers.worker import run_worker
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", help="Interface to listen on.")  # noqa: S104
+@click.option("--port", default=8000, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--workers", default=1, type=click.IntRange(1, 64), help="uvicorn worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web tier only (needs REDIS_URL and TOKEN_ENCRYPTION_KEY; ADMIN_PORT moves the probes
+    and metrics to a listener of their own)."""
+    settings = configured()
+    require(settings)
+    admin = (settings.admin_host, settings.admin_port) if settings.admin_port else None
+    if admin is not None and admin[1] == port:
+        raise ConfigurationError(f"ADMIN_PORT {port} is also the public --port")
+    run_server(host, port, workers, admin)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Process what is waiting, then exit.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker (with the pump that turns stored notifications into jobs)."""
+    settings = configured()
+    require(settings)
+    run_worker(settings, burst=burst)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (field `pending`: not yet processed).")
+def status(as_json: bool) -> None:
+    """Show what is waiting and what failed."""
+    redis, settings = redis_and_settings()
+    result = collect(redis, settings.queue_name)
+    click.echo(orjson.dumps(result).decode() if as_json else render(result))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", help="Interface to listen on.")
+@click.option("--port", default=8000, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--workers", default=1, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--simulate", is_flag=True, help="Also run the Concur simulator and fetch from it.")
+def run(host: str, port: int, workers: int, simulate: bool) -> None:
+    """Web tier + workers in one command; starts an embedded Redis when REDIS_URL is not set."""
+    sys.exit(run_all(configured(), host, port, workers, simulate=simulate))
