@@ -9,8 +9,8 @@ import orjson
 
 from concur_postback.cli.common import configured, redis_and_settings, require
 from concur_postback.errors import ConfigurationError
-from concur_postback.runner import run_all
 from concur_postback.service.server import serve as run_server
+from concur_postback.supervisor import run_all
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import run_worker
 

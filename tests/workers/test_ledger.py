@@ -18,7 +18,7 @@ from concur_postback.sinks.file import FileSink
 from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.failed import list_failed
 from concur_postback.workers.ledger import Ledger
-from concur_postback.workers.pipeline import Processor
+from concur_postback.workers.pipeline import NotificationProcessor
 from tests.conftest import Simulator, profiles, store
 from tests.workers.conftest import Pipeline, lease
 
@@ -89,7 +89,9 @@ def test_a_fetch_outlasting_the_claim_ttl_keeps_its_claim(
     async def race(client: AsyncRedis) -> tuple[dict[str, int], list[str]]:
         concur = ConcurClient(settings)
         sink = FileSink.from_url(f"file://{pipeline.events_file}")
-        processor = Processor(settings, client, concur, {"f": sink}, vault_from_settings(settings))
+        processor = NotificationProcessor(
+            settings, client, concur, {"f": sink}, vault_from_settings(settings)
+        )
         batch = asyncio.create_task(processor.process_batch([record.id], 50))
         await asyncio.get_running_loop().run_in_executor(None, simulator.arrivals.get, True, 10)
         await asyncio.sleep(settings.worker_heartbeat_ttl_seconds + 0.5)  # the fault: past the first TTL

@@ -122,7 +122,7 @@ async def backfill(
     try:
         for kind in kinds:
             counts = result.counts[kind] = Counts()
-            store = _Store(settings, redis, vault, token, request_id, counts)
+            store = _InboxWriter(settings, redis, vault, token, request_id, counts)
             walker = _ProfileWalk(token) if kind is Kind.PROFILE else _TripWalk(settings, token)
             await _walk(
                 settings, concur, walker, since=since, per_page=items_per_page, store=store, show=show
@@ -161,7 +161,7 @@ async def _walk(
     *,
     since: str,
     per_page: int,
-    store: _Store,
+    store: _InboxWriter,
     show: Progress,
 ) -> None:
     """Page through the summaries one page after another (Concur asks not to multi-thread them)."""
@@ -296,7 +296,7 @@ def _valid_login(login: str | None) -> bool:
 
 
 @dataclass
-class _Store:
+class _InboxWriter:
     settings: Settings
     redis: Redis
     vault: TokenVault

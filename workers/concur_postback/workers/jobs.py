@@ -20,8 +20,8 @@ from concur_postback.connections import async_client
 from concur_postback.errors import ConfigurationError
 from concur_postback.sinks import Sink, build_sinks
 from concur_postback.tokens import TokenVault, vault_from_settings
-from concur_postback.workers.pipeline import Processor
-from concur_postback.workers.runtime import AsyncRuntime
+from concur_postback.workers.loop_thread import LoopThread
+from concur_postback.workers.pipeline import NotificationProcessor
 
 log = structlog.get_logger("concur_postback.jobs")
 DEADLINE_MARGIN_SECONDS = 5
@@ -33,8 +33,8 @@ class WorkerContext:
 
     settings: Settings
     vault: TokenVault
-    runtime: AsyncRuntime
-    processor: Processor
+    loop: LoopThread
+    processor: NotificationProcessor
 
 
 _context: WorkerContext | None = None
@@ -47,19 +47,19 @@ def install(settings: Settings) -> WorkerContext:
         raise ConfigurationError("REDIS_URL is not set")
     vault = vault_from_settings(settings)
     sinks = build_sinks(settings)
-    runtime = AsyncRuntime()
-    processor = runtime.run(_processor(settings, vault, sinks))
-    _context = WorkerContext(settings, vault, runtime, processor)
+    loop = LoopThread()
+    processor = loop.run(_processor(settings, vault, sinks))
+    _context = WorkerContext(settings, vault, loop, processor)
     return _context
 
 
-async def _processor(settings: Settings, vault: TokenVault, sinks: dict[str, Sink]) -> Processor:
-    # Created inside the runtime's loop: aiohttp sessions and redis.asyncio connections belong to one loop.
+async def _processor(settings: Settings, vault: TokenVault, sinks: dict[str, Sink]) -> NotificationProcessor:
+    # Created inside the loop thread: aiohttp sessions and redis.asyncio connections belong to one loop.
     redis = async_client(settings.redis_url or "", connect_timeout=settings.redis_timeout_seconds)
     client = ConcurClient(
         settings, budget=SharedBudget(redis, settings.concur_max_rps), observe=metrics.record_fetch
     )
-    processor = Processor(settings, redis, client, sinks, vault)
+    processor = NotificationProcessor(settings, redis, client, sinks, vault)
     await processor.start()  # also starts this process's share of the sink-retry loop
     return processor
 
@@ -67,8 +67,8 @@ async def _processor(settings: Settings, vault: TokenVault, sinks: dict[str, Sin
 def uninstall() -> None:
     global _context  # noqa: PLW0603
     if _context is not None:
-        _context.runtime.run(_context.processor.aclose())
-        _context.runtime.stop()
+        _context.loop.run(_context.processor.aclose())
+        _context.loop.stop()
         _context = None
 
 
@@ -81,6 +81,6 @@ def process_notifications(ids: list[str]) -> dict[str, int]:
     ctx = context()
     job = get_current_job()
     timeout = (job.timeout if job is not None and job.timeout else None) or ctx.settings.job_timeout_seconds
-    outcomes = ctx.runtime.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
+    outcomes = ctx.loop.run(ctx.processor.process_batch(ids, timeout - DEADLINE_MARGIN_SECONDS))
     log.debug("job.done", job_id=job.id if job is not None else None, **outcomes)
     return outcomes

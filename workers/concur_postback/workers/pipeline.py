@@ -1,6 +1,6 @@
 """From a stored notification to an event in every sink: claim, fetch, parse, hand over.
 
-A job hands a batch of notification ids to ``Processor.process_batch``; all of them are processed
+A job hands a batch of notification ids to ``NotificationProcessor.process_batch``; all of them are processed
 concurrently (the Concur client's per-host limits bound what is in flight), so RQ's per-job cost is
 paid once per batch and a 100 ms Concur round trip does not cap a worker at 10 notifications/s.
 
@@ -70,7 +70,7 @@ DELIVERED, RETRYING, FAILED, DEFERRED, TAKEN_OVER = (
 )
 
 
-class Processor:
+class NotificationProcessor:
     def __init__(
         self,
         settings: Settings,

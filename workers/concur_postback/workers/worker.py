@@ -150,14 +150,14 @@ class HeartbeatWorker(SimpleWorker):
 def _burst(pump: Pump, worker: HeartbeatWorker, settings: Settings) -> None:
     """Work until nothing is waiting and no retry (of a fetch or a delivery) is due within a second."""
     deliveries = context().processor.deliveries
-    runtime = context().runtime
+    loop = context().loop
     while True:
         if pump.drain():
             worker.work(burst=True, logging_level=settings.log_level)
             continue
-        if runtime.run(deliveries.retry_all_due()):
+        if loop.run(deliveries.retry_all_due()):
             continue
-        wait = min(pump.next_due(), runtime.run(deliveries.next_due())) - time.time()
+        wait = min(pump.next_due(), loop.run(deliveries.next_due())) - time.time()
         if wait > BURST_LINGER_SECONDS:
             return
         time.sleep(max(0.0, wait))  # until the next retry is due: the schedule, not synchronisation
