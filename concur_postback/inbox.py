@@ -20,9 +20,11 @@ import random
 from dataclasses import dataclass
 
 import orjson
+from redis import Redis
 
 from concur_postback.concur.notification import Kind, Postback
 from concur_postback.config import Settings
+from concur_postback.connections import text
 from concur_postback.keys import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import TokenVault
 
@@ -151,3 +153,24 @@ def ingest_argv(batch: list[IngestArgs], settings: Settings) -> list[str | int |
     """The script's whole ARGV for a batch."""
     ttls = (settings.token_ttl_seconds, settings.dedup_ttl_seconds, settings.coalesce_window_seconds)
     return [*ttls, *(arg for args in batch for arg in args)]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: bool  # False: a duplicate of notification ``id``
+    id: str
+
+
+def ingest_results(replies: list[object]) -> list[IngestResult]:
+    """The script's reply: a flag and an id per notification."""
+    pairs = zip(replies[::2], replies[1::2], strict=True)
+    return [IngestResult(flag == 1, text(ident)) for flag, ident in pairs]
+
+
+def store(redis: Redis, records: list[Record], settings: Settings) -> list[IngestResult]:
+    """Store ``records`` with one call of the ingest script, synchronously: backfill and the tests.
+    The web tier's committer sends the same script, asynchronously and by its SHA."""
+    if not records:
+        return []
+    argv = ingest_argv([ingest_args(record) for record in records], settings)
+    return ingest_results(redis.eval(INGEST_SCRIPT, 0, *argv))

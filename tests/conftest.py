@@ -25,16 +25,17 @@ import pytest
 import uvicorn
 from redis import Redis
 
-from concur_postback import logs
+from concur_postback import inbox, logs
 from concur_postback.concur.notification import Kind, OAuthToken, Postback
 from concur_postback.config import Settings, load_settings
 from concur_postback.embedded import EmbeddedRedis
 from concur_postback.events import Event
-from concur_postback.inbox import INGEST_SCRIPT, Record, build_record, ingest_args, ingest_argv
+from concur_postback.inbox import Record, build_record
 from concur_postback.service.app import create_app
 from concur_postback.simulator.api import create_simulator
 from concur_postback.simulator.faults import SeenRequest
 from concur_postback.tokens import generate_key, vault_from_settings
+from concur_postback.workers.worker import run_worker
 from tests.processes import kill_leftovers
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -55,12 +56,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def store(redis: Redis, settings: Settings, postbacks: list[Postback]) -> list[Record]:
     """Store notifications exactly as the web tier does (same record, same script)."""
     vault = vault_from_settings(settings)
-    records = []
-    for postback in postbacks:
-        record = build_record(postback, vault, None, time.time())
-        flag, _ = redis.eval(INGEST_SCRIPT, 0, *ingest_argv([ingest_args(record)], settings))
-        assert flag == 1
-        records.append(record)
+    records = [build_record(postback, vault, None, time.time()) for postback in postbacks]
+    assert all(result.accepted for result in inbox.store(redis, records, settings))
     return records
 
 
@@ -261,3 +258,44 @@ def simulator() -> Iterator[Simulator]:
     live = next(running)
     yield Simulator(live.url, live.client, arrivals)
     next(running, None)
+
+
+# --- the pipeline: the web tier, a burst worker and a file sink, around the simulator ---------------
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    server: LiveServer
+    events_file: Path
+
+    def post(self, body: bytes = b"", **params: str) -> str:
+        response = self.server.post(body=body, **params)
+        assert response.status_code == 200, response.text
+        return str(response.json()["id"])
+
+    def work(self) -> None:
+        run_worker(self.settings, burst=True)
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.events_file.exists():
+            return []
+        return [orjson.loads(line) for line in self.events_file.read_bytes().splitlines()]
+
+
+@pytest.fixture
+def pipeline(
+    simulator: Simulator,
+    make_settings: Callable[..., Settings],
+    make_server: Callable[[Settings], LiveServer],
+    tmp_path: Path,
+) -> Pipeline:
+    events_file = tmp_path / "events.jsonl"
+    settings = make_settings(
+        concur_base_url=simulator.url,
+        concur_allowed_hosts=[],
+        sinks=f"file://{events_file}",
+        fetch_backoff_seconds=0.01,
+        fetch_backoff_max_seconds=0.2,
+    )
+    return Pipeline(settings, make_server(settings), events_file)

@@ -9,11 +9,11 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
+from concur_postback.backfill import parse_since, run_backfill
 from concur_postback.cli.common import KINDS, STARTUP_ERRORS, configured, require, token_option
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.concur.subscriptions import SubscriptionFailed, change_subscription
 from concur_postback.errors import ConcurPostbackError, HostNotAllowed
-from concur_postback.workers.backfill import parse_since, run_backfill
 
 
 def _subscription(action: str, kind: str, company: bool, token: str, path: str | None) -> None:

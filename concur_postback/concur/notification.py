@@ -114,14 +114,27 @@ def parse_postback(query_string: bytes, body: bytes, policy: HostPolicy) -> Post
     """Validate a postback's query string and body; raise InvalidPostback with a stable code."""
     params = parse_query(query_string)
     kind = _kind(params.get("type"))
-    raw_token = params.get("oauth_token_key")
-    if not raw_token:
-        raise InvalidPostback("missing_token", "oauth_token_key is required")
-    if not _TOKEN_RE.match(raw_token):
-        raise InvalidPostback("invalid_token", "oauth_token_key has characters or a length not allowed")
-    userid_type, userid_value = _company_user(params.get("userid_type"), params.get("userid_value"))
     itinerary = parse_itinerary_notification(body, policy) if kind is Kind.ITINERARY else None
-    return Postback(kind, OAuthToken(raw_token), userid_type, userid_value, itinerary)
+    return new_postback(
+        kind, params.get("oauth_token_key"), params.get("userid_type"), params.get("userid_value"), itinerary
+    )
+
+
+def new_postback(
+    kind: Kind,
+    token: str | None,
+    userid_type: str | None = None,
+    userid_value: str | None = None,
+    itinerary: ItineraryNotification | None = None,
+) -> Postback:
+    """The one way to make a Postback, from a request or from backfill's summaries: the token and the
+    company user checked, ``itinerary`` made by ``new_itinerary``. Raises InvalidPostback."""
+    if not token:
+        raise InvalidPostback("missing_token", "oauth_token_key is required")
+    if not _TOKEN_RE.match(token):
+        raise InvalidPostback("invalid_token", "oauth_token_key has characters or a length not allowed")
+    userid_type, userid_value = _company_user(userid_type, userid_value)
+    return Postback(kind, OAuthToken(token), userid_type, userid_value, itinerary)
 
 
 def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNotification:
@@ -133,11 +146,31 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
     sent = read(_Sent, XmlNode(root), VERBATIM)
     if sent.object_type is not None and sent.object_type.upper() != "ITINERARY":
         raise InvalidPostback("object_type_mismatch", "ObjectType must be ITINERARY for type=Itinerary")
-    object_uri = sent.object_uri
+    return new_itinerary(
+        sent.object_uri,
+        sent.trip_id,
+        _event_type(sent.event_type),
+        sent.event_time,
+        context=sent.context,
+        policy=policy,
+    )
+
+
+def new_itinerary(
+    object_uri: str | None,
+    trip_id: str | None,
+    event_type: EventType,
+    event_time: str | None,
+    *,
+    context: str | None = None,
+    policy: HostPolicy,
+) -> ItineraryNotification:
+    """The one way to make an ItineraryNotification: the URI allowed by ``policy`` and naming the
+    trip, the trip id well-formed, the event time normalised. Raises InvalidPostback."""
     if not object_uri:
         raise InvalidPostback("missing_field", "ObjectURI is required")
     uri_trip_id = policy.trip_id_from_uri(object_uri)
-    trip_id = sent.trip_id or uri_trip_id
+    trip_id = trip_id or uri_trip_id
     if trip_id != uri_trip_id:
         raise InvalidPostback("trip_id_mismatch", "TripId does not match the trip in ObjectURI")
     if not TRIP_ID_RE.match(trip_id):
@@ -145,9 +178,9 @@ def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNo
     return ItineraryNotification(
         object_uri=object_uri,
         trip_id=trip_id,
-        event_type=_event_type(sent.event_type),
-        event_time=_event_time(sent.event_time),
-        context=sent.context,
+        event_type=event_type,
+        event_time=_event_time(event_time),
+        context=context,
     )
 
 

@@ -19,9 +19,8 @@ from concur_postback.concur.notification import Kind, parse_postback
 from concur_postback.embedded import free_port
 from concur_postback.simulator.company import generate_company, traveller_token
 from concur_postback.simulator.load import fire, plan_postbacks
-from tests.conftest import Simulator
+from tests.conftest import Pipeline, Simulator
 from tests.processes import Process, clean_env
-from tests.workers.conftest import Pipeline
 
 
 def test_planned_postbacks_look_like_concur_postbacks() -> None:

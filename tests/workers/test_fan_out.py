@@ -14,10 +14,9 @@ from concur_postback.config import Settings
 from concur_postback.keys import SINK_NAMES_KEY, sink_retry_key
 from concur_postback.workers.deliveries import event_ttl
 from concur_postback.workers.failed import list_failed, per_sink, requeue
-from tests.conftest import TOKEN, LiveServer, Simulator
+from tests.conftest import TOKEN, LiveServer, Pipeline, Simulator
 from tests.sinks.test_http import Receiver, Reply, receiver  # noqa: F401 - fixture
 from tests.sinks.test_postgres import Admin, admin, rows, server_url, table  # noqa: F401 - fixtures
-from tests.workers.conftest import Pipeline
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -19,8 +19,8 @@ from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.failed import list_failed
 from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.pipeline import NotificationProcessor
-from tests.conftest import Simulator, profiles, store
-from tests.workers.conftest import Pipeline, lease
+from tests.conftest import Pipeline, Simulator, profiles, store
+from tests.workers.conftest import lease
 
 
 def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:

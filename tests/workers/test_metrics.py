@@ -34,8 +34,8 @@ from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.worker import run_worker, serve_metrics
-from tests.conftest import TOKEN, Simulator, profiles, store
-from tests.workers.conftest import Pipeline, lease
+from tests.conftest import TOKEN, Pipeline, Simulator, profiles, store
+from tests.workers.conftest import lease
 
 
 class Snapshot:

@@ -23,8 +23,7 @@ from concur_postback.workers.failed import list_failed, requeue
 from concur_postback.workers.pipeline import PARSERS
 from concur_postback.workers.status import collect
 from concur_postback.workers.worker import run_worker
-from tests.conftest import FIXTURES, TOKEN, CapturedLogs, Simulator
-from tests.workers.conftest import Pipeline
+from tests.conftest import FIXTURES, TOKEN, CapturedLogs, Pipeline, Simulator
 
 SCHEMA = orjson.loads(
     (Path(__file__).resolve().parents[2] / "concur_postback/schemas/event.schema.json").read_bytes()

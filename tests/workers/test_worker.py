@@ -18,8 +18,8 @@ from concur_postback.workers.failed import list_failed, requeue
 from concur_postback.workers.jobs import process_notifications
 from concur_postback.workers.status import collect, render
 from concur_postback.workers.worker import MAINTENANCE_LOCK_SECONDS, job_queue, run_worker
-from tests.conftest import TOKEN, CapturedLogs, Simulator, profiles, store
-from tests.workers.conftest import Pipeline, lease
+from tests.conftest import TOKEN, CapturedLogs, Pipeline, Simulator, profiles, store
+from tests.workers.conftest import lease
 
 
 def test_burst_worker_processes_everything_and_status_follows(

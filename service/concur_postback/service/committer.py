@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from concur_postback.config import Settings
-from concur_postback.connections import text
 from concur_postback.errors import StoreUnavailable
-from concur_postback.inbox import INGEST_SCRIPT, INGEST_SCRIPT_SHA, IngestArgs, ingest_argv
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    accepted: bool  # False: a duplicate of notification ``id``
-    id: str
-
+from concur_postback.inbox import (
+    INGEST_SCRIPT,
+    INGEST_SCRIPT_SHA,
+    IngestArgs,
+    IngestResult,
+    ingest_argv,
+    ingest_results,
+)
 
 WAIT_SHARE = 0.8  # of REDIS_TIMEOUT_SECONDS that WAIT may take: the rest is the script's and the reply's
 
@@ -106,8 +104,7 @@ class Committer:
         except NoScriptError:  # Redis restarted, failed over or flushed its script cache: load, resend
             await self._redis.script_load(INGEST_SCRIPT)
             replies = await self._store(argv)
-        pairs = zip(replies[::2], replies[1::2], strict=True)
-        return [IngestResult(flag == 1, text(ident)) for flag, ident in pairs]
+        return ingest_results(replies)
 
     async def _store(self, argv: list[str | int | bytes]) -> list[object]:
         """The script's replies once the write is on the primary and, with REDIS_MIN_REPLICAS, on that

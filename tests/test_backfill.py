@@ -12,14 +12,13 @@ from click.testing import CliRunner
 from redis import Redis
 
 from concur_postback import logs
+from concur_postback.backfill import parse_since, run_backfill
 from concur_postback.cli import main
 from concur_postback.concur.notification import Kind
 from concur_postback.inbox import RECORD_PREFIX
 from concur_postback.simulator.company import generate_company
-from concur_postback.workers.backfill import parse_since, run_backfill
 from concur_postback.workers.status import collect
-from tests.conftest import TOKEN, CapturedLogs, Simulator
-from tests.workers.conftest import Pipeline
+from tests.conftest import TOKEN, CapturedLogs, Pipeline, Simulator
 
 SINCE = "2026-06-01T00:00:00"
 

@@ -27,8 +27,15 @@ from redis import Redis
 from concur_postback.backoff import retry_fetch
 from concur_postback.budget import SharedBudget
 from concur_postback.concur.client import ConcurClient
-from concur_postback.concur.hosts import TRIP_ID_RE, HostPolicy
-from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
+from concur_postback.concur.hosts import HostPolicy
+from concur_postback.concur.notification import (
+    EventType,
+    Kind,
+    OAuthToken,
+    Postback,
+    new_itinerary,
+    new_postback,
+)
 from concur_postback.concur.summaries import (
     PROFILE_PAGE_MAX,
     PROFILE_SUMMARY_PATH,
@@ -41,7 +48,7 @@ from concur_postback.concur.summaries import (
 from concur_postback.config import Settings
 from concur_postback.connections import async_client, connect
 from concur_postback.errors import InvalidPostback
-from concur_postback.inbox import INGEST_SCRIPT, IngestArgs, build_record, ingest_args, ingest_argv
+from concur_postback.inbox import build_record, store
 from concur_postback.tokens import TokenVault, vault_from_settings
 
 log = structlog.get_logger("concur_postback.backfill")
@@ -191,11 +198,13 @@ class _ProfileWalk:
         return parse_profile_summaries(body)
 
     def postbacks(self, items: list[Any]) -> list[Postback]:
-        return [
-            Postback(Kind.PROFILE, self.token, "login", summary.login_id)
-            for summary in items
-            if _valid_login(summary.login_id)
-        ]
+        postbacks = []
+        for summary in items:
+            try:
+                postbacks.append(new_postback(Kind.PROFILE, self.token.value, "login", summary.login_id))
+            except InvalidPostback as exc:
+                log.warning("backfill.skipped", kind=Kind.PROFILE, reason=exc.code)
+        return postbacks
 
 
 @dataclass(frozen=True)
@@ -224,16 +233,12 @@ class _TripWalk:
         for trip in items:
             uri = trip.uri or f"{base}/api/travel/trip/v1.1/{trip.trip_id}"
             try:
-                valid = policy.trip_id_from_uri(uri) == trip.trip_id
-            except InvalidPostback:
-                valid = False
-            if not valid or not TRIP_ID_RE.match(trip.trip_id) or not _valid_login(trip.login_id):
+                note = new_itinerary(uri, trip.trip_id, EventType.UPDATE, trip.last_modified, policy=policy)
+                postbacks.append(new_postback(Kind.ITINERARY, self.token.value, "login", trip.login_id, note))
+            except InvalidPostback as exc:
                 log.warning(
-                    "backfill.skipped", trip_id=trip.trip_id[:128], reason="invalid trip URI or login"
+                    "backfill.skipped", kind=Kind.ITINERARY, trip_id=trip.trip_id[:128], reason=exc.code
                 )
-                continue
-            note = ItineraryNotification(uri, trip.trip_id, EventType.UPDATE, trip.last_modified, None)
-            postbacks.append(Postback(Kind.ITINERARY, self.token, "login", trip.login_id, note))
         return postbacks
 
 
@@ -291,10 +296,6 @@ def _started(show: Progress, kind: Kind, page: int, paging: Paging | None) -> No
         show.start(kind, paging.total_items if paging and paging.total_items is not None else None)
 
 
-def _valid_login(login: str | None) -> bool:
-    return bool(login) and len(login or "") <= 255 and (login or "").isprintable()
-
-
 @dataclass
 class _InboxWriter:
     settings: Settings
@@ -313,12 +314,8 @@ class _InboxWriter:
         if not postbacks:
             return
         now = time.time()
-        batch: list[IngestArgs] = [
-            ingest_args(build_record(postback, self.vault, self.request_id, now)) for postback in postbacks
-        ]
-        reply = self.redis.eval(INGEST_SCRIPT, 0, *ingest_argv(batch, self.settings))
-        flags = reply[0::2]
-        stored = sum(1 for flag in flags if int(flag) == 1)
+        records = [build_record(postback, self.vault, self.request_id, now) for postback in postbacks]
+        stored = sum(result.accepted for result in store(self.redis, records, self.settings))
         self.counts.found += len(postbacks)
         self.counts.queued += stored
         self.counts.duplicates += len(postbacks) - stored
