@@ -13,41 +13,224 @@ the received time in milliseconds (the ingest script writes it from the notifica
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PREFIX = "cp:"
 
 # --- written by the web tier (ingest script, inbox.py) and backfill -----------------------------------
-RECORD_PREFIX = PREFIX + "n:"  # string: the notification (token encrypted); EX TOKEN_TTL_SECONDS
-SEEN_PREFIX = PREFIX + "seen:"  # string: an itinerary change's dedup key -> first id; EX DEDUP_TTL_SECONDS
-COALESCE_PREFIX = PREFIX + "coalesce:"  # string: FOP/profile coalescing -> id; EX COALESCE_WINDOW_SECONDS
-INBOX_KEY = PREFIX + "inbox"  # list of ids: accepted, waiting for the pump
-PENDING_KEY = PREFIX + "pending"  # zset id -> received ms: accepted and not yet finished (status, expiry)
+RECORD_PREFIX = PREFIX + "n:"
+SEEN_PREFIX = PREFIX + "seen:"
+COALESCE_PREFIX = PREFIX + "coalesce:"
+INBOX_KEY = PREFIX + "inbox"
+PENDING_KEY = PREFIX + "pending"
 
 # --- the pump (workers/pump.py) ------------------------------------------------------------------------
-PUMPING_KEY = PREFIX + "pumping"  # list of ids: taken by the pump, not yet in an RQ job
-PUMP_LOCK_KEY = PREFIX + "pump:lock"  # string: the pump lease holder; PX 10 s
+PUMPING_KEY = PREFIX + "pumping"
+PUMP_LOCK_KEY = PREFIX + "pump:lock"
 
 # --- a notification in the workers' hands (workers/ledger.py) -------------------------------------------
-LEASED_KEY = PREFIX + "leased"  # zset id -> lease end: in a job; re-fed by the pump when lapsed
-RETRY_KEY = PREFIX + "retry"  # zset id -> due: waiting for another fetch attempt
-CLAIM_PREFIX = PREFIX + "claim:"  # string: the worker fetching it now; PX WORKER_HEARTBEAT_TTL_SECONDS
-TRY_PREFIX = PREFIX + "try:"  # hash attempts, since, reason: the fetch attempts so far; EX TOKEN_TTL
-FAILED_KEY = PREFIX + "failed"  # zset id -> failed at: failed notifications (`failed list`)
-FAILED_PREFIX = PREFIX + "failed:"  # hash: why it failed; EX DEAD_LETTER_TTL_SECONDS
+LEASED_KEY = PREFIX + "leased"
+RETRY_KEY = PREFIX + "retry"
+CLAIM_PREFIX = PREFIX + "claim:"
+TRY_PREFIX = PREFIX + "try:"
+FAILED_KEY = PREFIX + "failed"
+FAILED_PREFIX = PREFIX + "failed:"
 
 # --- delivery to sinks (workers/deliveries.py) ----------------------------------------------------------
-EVENT_PREFIX = PREFIX + "ev:"  # string: an event some sink still owes; EX horizon, then dead letter TTL
-OWED_PREFIX = PREFIX + "owed:"  # hash sink id -> start of its retry window; same TTL as the event
-ATTEMPTS_PREFIX = PREFIX + "attempts:"  # hash sink id -> attempts so far; same TTL as the event
-SINK_RETRY_PREFIX = PREFIX + "sink-retry:"  # zset per sink id: notification id -> due (or claim end)
-DEAD_KEY = PREFIX + "dead"  # zset "<notification id>.<sink id>" -> failed at: dead letters
-DEAD_PREFIX = PREFIX + "dead:"  # hash: one dead letter; EX DEAD_LETTER_TTL_SECONDS
-SINK_NAMES_KEY = PREFIX + "sinks"  # hash sink id -> display name (no credentials), every sink ever used
-SINK_LIVE_PREFIX = PREFIX + "sink-live:"  # string: some live worker has this sink; EX 30 s
+EVENT_PREFIX = PREFIX + "ev:"
+OWED_PREFIX = PREFIX + "owed:"
+ATTEMPTS_PREFIX = PREFIX + "attempts:"
+SINK_RETRY_PREFIX = PREFIX + "sink-retry:"
+DEAD_KEY = PREFIX + "dead"
+DEAD_PREFIX = PREFIX + "dead:"
+SINK_NAMES_KEY = PREFIX + "sinks"
+SINK_LIVE_PREFIX = PREFIX + "sink-live:"
 
 # --- shared by the workers --------------------------------------------------------------------------------
-BUDGET_PREFIX = PREFIX + "budget:"  # hash tat, pause: the request budget of one Concur host (budget.py)
-SWEEP_LOCK_KEY = PREFIX + "sweep:lock"  # string: the worker sweeping expired state (workers/sweeper.py)
-SWEEP_CURSOR_KEY = PREFIX + "sweep:cursor"  # string: where the sweep's walk through pending stopped; EX 1 h
+BUDGET_PREFIX = PREFIX + "budget:"
+SWEEP_LOCK_KEY = PREFIX + "sweep:lock"
+SWEEP_CURSOR_KEY = PREFIX + "sweep:cursor"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One key (or family of keys) as README's schema table shows it."""
+
+    key: str
+    type: str
+    ttl: str
+    holds: str
+    owner: str
+
+
+# <id>: a notification id; <sink>: a sink id; <digest>: of what makes a notification the same;
+# <host>: a Concur host. RQ's own keys (rq:*) are RQ's.
+SCHEMA = (
+    KeySpec(
+        RECORD_PREFIX + "<id>",
+        "string",
+        "EX TOKEN_TTL_SECONDS",
+        "the notification (token encrypted)",
+        "web tier, backfill (inbox.py)",
+    ),
+    KeySpec(
+        SEEN_PREFIX + "<digest>",
+        "string",
+        "EX DEDUP_TTL_SECONDS",
+        "an itinerary change's dedup key -> first id",
+        "web tier, backfill (inbox.py)",
+    ),
+    KeySpec(
+        COALESCE_PREFIX + "<digest>",
+        "string",
+        "EX COALESCE_WINDOW_SECONDS",
+        "FOP/profile coalescing -> id",
+        "web tier, backfill (inbox.py)",
+    ),
+    KeySpec(
+        INBOX_KEY, "list of ids", "none", "accepted, waiting for the pump", "web tier, backfill (inbox.py)"
+    ),
+    KeySpec(
+        PENDING_KEY,
+        "zset id -> received ms",
+        "none",
+        "accepted and not yet finished (status, expiry)",
+        "web tier, backfill (inbox.py)",
+    ),
+    KeySpec(
+        PUMPING_KEY,
+        "list of ids",
+        "none",
+        "taken by the pump, not yet in an RQ job",
+        "pump (workers/pump.py)",
+    ),
+    KeySpec(PUMP_LOCK_KEY, "string", "PX 10 s", "the pump lease holder", "pump (workers/pump.py)"),
+    KeySpec(
+        LEASED_KEY,
+        "zset id -> lease end",
+        "none",
+        "in a job; re-fed by the pump when lapsed",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        RETRY_KEY,
+        "zset id -> due",
+        "none",
+        "waiting for another fetch attempt",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        CLAIM_PREFIX + "<id>",
+        "string",
+        "PX WORKER_HEARTBEAT_TTL_SECONDS",
+        "the worker fetching it now",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        TRY_PREFIX + "<id>",
+        "hash attempts, since, reason",
+        "EX TOKEN_TTL_SECONDS",
+        "the fetch attempts so far",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        FAILED_KEY,
+        "zset id -> failed at",
+        "none",
+        "failed notifications (`failed list`)",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        FAILED_PREFIX + "<id>",
+        "hash",
+        "EX DEAD_LETTER_TTL_SECONDS",
+        "why it failed",
+        "workers (workers/ledger.py)",
+    ),
+    KeySpec(
+        EVENT_PREFIX + "<id>",
+        "string",
+        "EX SINK_RETRY_HORIZON_SECONDS, then DEAD_LETTER_TTL_SECONDS",
+        "an event some sink still owes",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        OWED_PREFIX + "<id>",
+        "hash sink id -> start",
+        "the event's",
+        "the sinks that still owe the event, and since when",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        ATTEMPTS_PREFIX + "<id>",
+        "hash sink id -> count",
+        "the event's",
+        "delivery attempts so far",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        SINK_RETRY_PREFIX + "<sink>",
+        "zset id -> due",
+        "none",
+        "a sink's deliveries to retry (or claimed, until the claim ends)",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        DEAD_KEY,
+        "zset <id>.<sink> -> failed at",
+        "none",
+        "dead letters (`failed list`)",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        DEAD_PREFIX + "<id>.<sink>",
+        "hash",
+        "EX DEAD_LETTER_TTL_SECONDS",
+        "one dead letter",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        SINK_NAMES_KEY,
+        "hash sink id -> name",
+        "none",
+        "every sink ever used, by its name without credentials",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        SINK_LIVE_PREFIX + "<sink>",
+        "string",
+        "EX 30 s",
+        "some live worker has this sink",
+        "workers (workers/deliveries.py)",
+    ),
+    KeySpec(
+        BUDGET_PREFIX + "<host>",
+        "hash tat, pause",
+        "PX 1 h idle",
+        "the request budget of one Concur host",
+        "workers (budget.py)",
+    ),
+    KeySpec(
+        SWEEP_LOCK_KEY,
+        "string",
+        "EX one sweep interval",
+        "the worker sweeping expired state",
+        "workers (workers/sweeper.py)",
+    ),
+    KeySpec(
+        SWEEP_CURSOR_KEY,
+        "string",
+        "EX 1 h",
+        "where the sweep's walk through pending stopped",
+        "workers (workers/sweeper.py)",
+    ),
+)
+
+
+def schema_table() -> str:
+    """README.md's schema table (tests/test_keys.py holds the README to it)."""
+    rows = [f"| `{spec.key}` | {spec.type} | {spec.ttl} | {spec.holds} | {spec.owner} |" for spec in SCHEMA]
+    return "\n".join(["| Key | Type | Expiry | Holds | Written by |", "|---|---|---|---|---|", *rows])
 
 
 def sink_retry_key(sink_id: str) -> str:
