@@ -1,4 +1,19 @@
-"""The project's error hierarchy.
+"""The project's error hierarchy, in one module:
+
+    ConcurPostbackError
+    ├── ConfigurationError      a setting missing or contradicting another (start-up; exit 2)
+    ├── InvalidInput            input we refuse to read (a stable ``code``, a ``detail``)
+    │   ├── InvalidPostback     a postback refused with 400
+    │   └── InvalidDocument     a fetched trip, profile or FOP that cannot be read (permanent)
+    ├── PayloadTooLarge         a body over MAX_BODY_BYTES (413)
+    ├── StoreUnavailable        Redis cannot take a postback now (503 + Retry-After)
+    ├── TokenDecryptionError    stored data sealed with a key the ring does not hold
+    ├── FetchError              one fetch from Concur failed
+    │   ├── RetryableFetch      429, 5xx, timeouts, network errors: try again later
+    │   ├── PermanentFetch      401, 403, 404 and the like: trying again cannot help
+    │   │   └── HostNotAllowed  a URL the host policy refuses to send a token to
+    │   └── FetchDeferred       the request budget says wait; no attempt was made
+    └── SinkError               a delivery failed (``permanent`` or retried)
 
 Messages never contain a token or any other request secret: they are shown to callers and logged.
 """

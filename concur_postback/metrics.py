@@ -9,7 +9,7 @@ With several uvicorn processes (`serve --workers N`) set PROMETHEUS_MULTIPROC_DI
 before start: prometheus-client then keeps each process's values in files there and `/metrics` sums
 them, whichever process answers the scrape. Without it, the default registry of the one process.
 
-The ack path records two things per postback (a counter and a histogram, ~2 µs); its label children
+The ack path records two things per postback (a counter and a histogram); their label children
 are looked up once (``postback_counters``), not per request.
 """
 

@@ -1,9 +1,9 @@
 """A private event loop in a daemon thread, shared by every job of a worker process.
 
 RQ runs an `async def` job with `asyncio.run()`, a new loop per job: no HTTP connection, TLS context
-or Redis connection could outlive a job, and building an HTTP client costs ~50 ms of CPU. Here the
-loop lives as long as the process; a job hands it a coroutine and waits. If the wait is interrupted
-(RQ's job timeout raises in the main thread), the coroutine is cancelled too.
+or Redis connection could outlive a job, and building an HTTP client costs more CPU than a job's
+fetches. Here the loop lives as long as the process; a job hands it a coroutine and waits. If the
+wait is interrupted (RQ's job timeout raises in the main thread), the coroutine is cancelled too.
 """
 
 from __future__ import annotations

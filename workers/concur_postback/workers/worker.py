@@ -1,7 +1,7 @@
 """`concur-postback worker`: an RQ worker with the pump running beside it in a thread.
 
-SimpleWorker (no fork per job): a job is a batch of notifications, and forking would cost ~60 ms of
-CPU per job for nothing — the job code is ours and shares no state between jobs.
+SimpleWorker (no fork per job): a job is a batch of notifications, and forking would cost CPU on
+every job for nothing — the job code is ours and shares no state between jobs.
 """
 
 from __future__ import annotations
