@@ -33,6 +33,7 @@ from concur_postback.concur.notification import (
     Kind,
     OAuthToken,
     Postback,
+    checked_token,
     new_itinerary,
     new_postback,
 )
@@ -130,7 +131,11 @@ async def backfill(
         for kind in kinds:
             counts = result.counts[kind] = Counts()
             store = _InboxWriter(settings, redis, vault, token, request_id, counts)
-            walker = _ProfileWalk(token) if kind is Kind.PROFILE else _TripWalk(settings, token)
+            walker = (
+                _ProfileWalk(token)
+                if kind is Kind.PROFILE
+                else _TripWalk(settings, token, HostPolicy.from_settings(settings))
+            )
             await _walk(
                 settings, concur, walker, since=since, per_page=items_per_page, store=store, show=show
             )
@@ -201,7 +206,7 @@ class _ProfileWalk:
         postbacks = []
         for summary in items:
             try:
-                postbacks.append(new_postback(Kind.PROFILE, self.token.value, "login", summary.login_id))
+                postbacks.append(new_postback(Kind.PROFILE, self.token, "login", summary.login_id))
             except InvalidPostback as exc:
                 log.warning("backfill.skipped", kind=Kind.PROFILE, reason=exc.code)
         return postbacks
@@ -211,6 +216,7 @@ class _ProfileWalk:
 class _TripWalk:
     settings: Settings
     token: OAuthToken
+    policy: HostPolicy
     kind: Kind = Kind.ITINERARY
     path: str = TRIP_SUMMARY_PATH
 
@@ -228,13 +234,14 @@ class _TripWalk:
 
     def postbacks(self, items: list[Any]) -> list[Postback]:
         base = self.settings.concur_base_url
-        policy = HostPolicy.from_settings(self.settings)
         postbacks = []
         for trip in items:
             uri = trip.uri or f"{base}/api/travel/trip/v1.1/{trip.trip_id}"
             try:
-                note = new_itinerary(uri, trip.trip_id, EventType.UPDATE, trip.last_modified, policy=policy)
-                postbacks.append(new_postback(Kind.ITINERARY, self.token.value, "login", trip.login_id, note))
+                note = new_itinerary(
+                    uri, trip.trip_id, EventType.UPDATE, trip.last_modified, policy=self.policy
+                )
+                postbacks.append(new_postback(Kind.ITINERARY, self.token, "login", trip.login_id, note))
             except InvalidPostback as exc:
                 log.warning(
                     "backfill.skipped", kind=Kind.ITINERARY, trip_id=trip.trip_id[:128], reason=exc.code
@@ -263,13 +270,14 @@ def run_backfill(
     items_per_page: int = PROFILE_PAGE_MAX,
 ) -> BackfillResult:
     """The command: connect to Redis, walk the summaries, close everything."""
+    checked = checked_token(token)  # a malformed token is refused before Redis and Concur
     redis = connect(settings)
     try:
         redis.ping()  # what the walk finds goes to Redis: one that cannot take it is refused before Concur
         walk = backfill(
             settings,
             redis,
-            OAuthToken(token),
+            checked,
             since,
             kinds=kinds,
             progress=progress,

@@ -114,27 +114,32 @@ def parse_postback(query_string: bytes, body: bytes, policy: HostPolicy) -> Post
     """Validate a postback's query string and body; raise InvalidPostback with a stable code."""
     params = parse_query(query_string)
     kind = _kind(params.get("type"))
+    token = checked_token(params.get("oauth_token_key"))  # before the body: refusing is cheaper than parsing
+    userid_type, userid_value = _company_user(params.get("userid_type"), params.get("userid_value"))
     itinerary = parse_itinerary_notification(body, policy) if kind is Kind.ITINERARY else None
-    return new_postback(
-        kind, params.get("oauth_token_key"), params.get("userid_type"), params.get("userid_value"), itinerary
-    )
+    return Postback(kind, token, userid_type, userid_value, itinerary)
 
 
-def new_postback(
-    kind: Kind,
-    token: str | None,
-    userid_type: str | None = None,
-    userid_value: str | None = None,
-    itinerary: ItineraryNotification | None = None,
-) -> Postback:
-    """The one way to make a Postback, from a request or from backfill's summaries: the token and the
-    company user checked, ``itinerary`` made by ``new_itinerary``. Raises InvalidPostback."""
+def checked_token(token: str | None) -> OAuthToken:
+    """A postback's oauth_token_key (or backfill's token), refused if missing or malformed."""
     if not token:
         raise InvalidPostback("missing_token", "oauth_token_key is required")
     if not _TOKEN_RE.match(token):
         raise InvalidPostback("invalid_token", "oauth_token_key has characters or a length not allowed")
+    return OAuthToken(token)
+
+
+def new_postback(
+    kind: Kind,
+    token: OAuthToken,
+    userid_type: str | None = None,
+    userid_value: str | None = None,
+    itinerary: ItineraryNotification | None = None,
+) -> Postback:
+    """A Postback made from parts (backfill's summaries), with the same checks as parse_postback: the
+    token from ``checked_token``, the company user here, ``itinerary`` from ``new_itinerary``."""
     userid_type, userid_value = _company_user(userid_type, userid_value)
-    return Postback(kind, OAuthToken(token), userid_type, userid_value, itinerary)
+    return Postback(kind, token, userid_type, userid_value, itinerary)
 
 
 def parse_itinerary_notification(body: bytes, policy: HostPolicy) -> ItineraryNotification:
