@@ -18,7 +18,7 @@ credentials are the data nodes'; ``?sentinel_password=`` gives the Sentinels' ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -86,8 +86,8 @@ class SentinelTarget:
     master: str
     db: int
     username: str | None
-    password: str | None
-    sentinel_password: str | None
+    password: str | None = field(repr=False)
+    sentinel_password: str | None = field(repr=False)
     tls: bool
 
     def node_options(self, connect_timeout: float) -> dict[str, Any]:
