@@ -13,15 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from concur_postback.concur.notification import Kind
 from concur_postback.concur.redaction import mask
+from concur_postback.concur.subscriptions import TYPES as SUBSCRIPTION_TYPES
 from concur_postback.simulator import documents
 from concur_postback.simulator.company import DEFAULT_SEED, DEFAULT_TRAVELLERS, Company, generate_company
 from concur_postback.simulator.documents import XML, Paging
 from concur_postback.simulator.faults import Fault, Gate, RateLimit, SeenRequest
 
 PROFILE_PAGE_MAX = 200
-SUBSCRIPTION_TYPES = tuple(kind.value for kind in Kind)
 
 
 @dataclass

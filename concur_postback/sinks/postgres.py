@@ -72,7 +72,6 @@ class PostgresSink:
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._conninfo = conninfo  # holds the password: never log it
-        self.table = table  # ("name",) or ("schema", "name"), validated
         self.pool_size = pool_size
         self._name = name
         self._secrets = secrets
@@ -91,6 +90,11 @@ class PostgresSink:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def table(self) -> tuple[str, ...]:
+        """("name",) or ("schema", "name"), validated."""
+        return self._table.parts
 
     @property
     def qualified_table(self) -> str:
