@@ -32,6 +32,7 @@ import orjson
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.intermediate_queue import IntermediateQueue
 from rq.registry import FinishedJobRegistry
 
 from concur_postback.concur.redaction import mask
@@ -297,6 +298,7 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     stored, stored_second = rows(), second_rows()
     status = current_status(env)
     census = lasting_keys(redis)
+    orphans = [describe_key(redis, key) for key in census[:20]]
     data = data_by_owner(redis)
     # RQ's own: jobs of the last result TTL (60 s), listed in its finished registry until they expire.
     finished = FinishedJobRegistry(QUEUE, connection=redis).key
@@ -344,7 +346,7 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     assert retrying > 0 and outage["fetch_retries"] > 0  # status showed both outages ...
     assert midway["fetch_retries"] > 0 and midway["failed_notifications"] == midway["jobs"]["failed"] == 0
     assert not pending_work(status)  # ... and shows nothing left now
-    assert census == [], census[:20]  # Redis holds the dedup keys and bookkeeping, nothing else
+    assert census == [], orphans  # Redis holds the dedup keys and bookkeeping, nothing else
     assert data["bookkeeping"] - baseline["bookkeeping"] <= 16 * 1024  # what LASTING allows: a few kB
     assert all(expiry <= time.time() + 60 for expiry in finished_expiries)
     assert found == []
@@ -400,6 +402,29 @@ def lasting_keys(redis: Redis) -> list[str]:
         if not key.startswith(LASTING) or (key.startswith("rq:job:") and redis.ttl(key) < 0):
             left.append(key)
     return sorted(left)
+
+
+def describe_key(redis: Redis, key: str) -> str:
+    """A left-over key with what tells how it was left: its type, expiry and, for an RQ job, its state
+    and the RQ lists that still name it."""
+    kind, ttl = redis.type(key).decode(), redis.ttl(key)
+    if not key.startswith("rq:job:") or kind != "hash":
+        return f"{key} ({kind}, ttl {ttl})"
+    job_id = key.removeprefix("rq:job:")
+    fields = {k.decode(): v.decode() for k, v in redis.hgetall(key).items() if k != b"data"}
+    names = ("status", "created_at", "started_at", "ended_at", "worker_name")
+    state = {name: fields.get(name) for name in names}
+    lists = [
+        name
+        for name in (f"rq:queue:{QUEUE}", IntermediateQueue.get_intermediate_queue_key(f"rq:queue:{QUEUE}"))
+        if job_id.encode() in redis.lrange(name, 0, -1)
+    ]
+    registries = [
+        name
+        for name in redis.scan_iter(match=f"rq:*:{QUEUE}", _type="zset")
+        if any(m.decode().startswith(job_id) for m in redis.zrange(name, 0, -1))
+    ]
+    return f"{key} (hash, ttl {ttl}): {state}, listed in {lists + [r.decode() for r in registries]}"
 
 
 def data_by_owner(redis: Redis) -> Counter[str]:
