@@ -38,6 +38,7 @@ from httpx_aiohttp import AiohttpTransport
 from concur_postback.backoff import retry_after_seconds
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks.credentials import MASK
 
 log = structlog.get_logger("concur_postback.sinks.http")
 
@@ -275,5 +276,5 @@ def _display(url: str) -> str:
         return "<unparseable URL>"
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
+        netloc = f"{MASK}@" + netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, "/…" if parts.path.strip("/") else "", "", ""))

@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks.credentials import MASK, scrub, userinfo
 from concur_postback.sinks.postgres_table import DEFAULT_TABLE, Table, parse_table
 
 SCHEMES = ("postgresql", "postgres")
@@ -128,7 +129,7 @@ class PostgresSink:
         try:
             conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
-            raise ConfigurationError(f"postgres sink {name}: invalid URL: {_scrub(exc, secrets)}") from exc
+            raise ConfigurationError(f"postgres sink {name}: invalid URL: {scrub(exc, secrets)}") from exc
         sink = cls(conninfo, table, name, secrets, pool_size)
         if check:
             sink.check()
@@ -282,7 +283,7 @@ class PostgresSink:
 
     def _reason(self, exc: psycopg.Error) -> str:
         state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        return f"{type(exc).__name__}{state}: {_scrub(_message(exc), self._secrets)}"
+        return f"{type(exc).__name__}{state}: {scrub(_message(exc), self._secrets)}"
 
 
 # FATAL start-up errors that pass: the server is busy, starting, stopping or recovering.
@@ -326,11 +327,9 @@ def _connect_timeout(conninfo: str, kwargs: dict[str, Any]) -> float:
 
 
 def _safe_name(parts: SplitResult, query: list[tuple[str, str]], table: tuple[str, ...]) -> str:
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hosts = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    shown = ["password=***" if key == "password" else item for key, item in query]
+    user = unquote(parts.username) if parts.username is not None else None
+    netloc = userinfo(user, parts.password) + parts.netloc.rpartition("@")[2]
+    shown = [f"password={MASK}" if key == "password" else item for key, item in query]
     shown.append("table=" + ".".join(table))
     return urlunsplit(("postgresql", netloc, parts.path, "&".join(shown), ""))
 
@@ -342,12 +341,3 @@ def _message(exc: psycopg.Error) -> str:
         return str(exc)
     detail = exc.diag.message_detail
     return f"{primary} ({detail})" if detail else primary
-
-
-def _scrub(message: str | Exception, secrets: tuple[str, ...]) -> str:
-    """The message on one line, any password replaced (libpq does not echo it: this is a second guard)."""
-    text = " ".join(str(message).split())
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:  # a shorter one would garble the message without protecting anything
-            text = text.replace(secret, "***")
-    return text

@@ -48,6 +48,7 @@ from redis.retry import Retry
 from concur_postback.connections import text
 from concur_postback.errors import ConfigurationError, SinkError
 from concur_postback.events import Event
+from concur_postback.sinks.credentials import scrub, userinfo
 
 log = structlog.get_logger("concur_postback.sinks.redis_stream")
 
@@ -106,9 +107,7 @@ class RedisStreamSink:
     @property
     def name(self) -> str:
         scheme = "rediss+stream" if self.tls else "redis+stream"
-        credentials = ""
-        if self.username or self._password:
-            credentials = quote(self.username or "", safe="") + (":****" if self._password else "") + "@"
+        credentials = userinfo(self.username, self._password)
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{credentials}{host}:{self.port}/{self.db}?stream={quote(self.stream, safe=':{}')}"
 
@@ -236,10 +235,7 @@ class RedisStreamSink:
         }
 
     def _reason(self, exc: BaseException) -> str:
-        reason = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            reason = reason.replace(self._password, "****")
-        return reason
+        return scrub(f"{type(exc).__name__}: {exc}", [self._password] if self._password else [])
 
     def _failure(self, exc: BaseException) -> SinkError:
         reason = self._reason(exc)

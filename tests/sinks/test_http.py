@@ -347,7 +347,7 @@ def test_redirect_is_not_followed_and_is_permanent(receiver: Receiver) -> None:
     assert len(receiver.requests) == 1  # only the original request
     assert error.permanent is True
     assert error.status == 302
-    assert str(error).startswith("HTTP 302 Found: redirect to http://***@127.0.0.1:")
+    assert str(error).startswith("HTTP 302 Found: redirect to http://****@127.0.0.1:")
     assert "hunter2" not in str(error)
     assert "token=abc" not in str(error)
 
@@ -484,10 +484,10 @@ def test_secret_can_be_given_directly(receiver: Receiver) -> None:
     [
         (
             "https://user:hunter2@hooks.example.com:8443/concur?token=abc&timeout=3",
-            "https://***@hooks.example.com:8443/…",
+            "https://****@hooks.example.com:8443/…",
         ),
-        ("https://:hunter2@hooks.example.com/concur", "https://***@hooks.example.com/…"),
-        ("https://apikey@hooks.example.com/concur#frag", "https://***@hooks.example.com/…"),
+        ("https://:hunter2@hooks.example.com/concur", "https://****@hooks.example.com/…"),
+        ("https://apikey@hooks.example.com/concur#frag", "https://****@hooks.example.com/…"),
         ("http://hooks.example.com/concur?sig=hunter2", "http://hooks.example.com/…"),
         ("https://hooks.slack.example/services/T000/B000/hunter2", "https://hooks.slack.example/…"),
         ("HTTPS://Hooks.Example.com", "https://Hooks.Example.com"),

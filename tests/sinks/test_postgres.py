@@ -502,11 +502,11 @@ def test_name_hides_the_password() -> None:
         f"postgresql://concur:{quote(PASSWORD, safe='')}@db.example.com:5432/travel?sslmode=require&table=ev",
         check=False,
     )
-    assert sink.name == "postgresql://concur:***@db.example.com:5432/travel?sslmode=require&table=ev"
+    assert sink.name == "postgresql://concur:****@db.example.com:5432/travel?sslmode=require&table=ev"
     assert PASSWORD not in repr(sink)
 
     in_query = PostgresSink.from_url(f"postgres://db.example.com/travel?password={PASSWORD}", check=False)
-    assert in_query.name == "postgresql://db.example.com/travel?password=***&table=concur_events"
+    assert in_query.name == "postgresql://db.example.com/travel?password=****&table=concur_events"
 
 
 def test_failures_never_show_the_password(server_url: str, admin: Admin, table: str) -> None:
