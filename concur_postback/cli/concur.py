@@ -22,7 +22,7 @@ def _subscription(action: str, kind: str, company: bool, token: str, path: str |
     try:
         result = asyncio.run(change_subscription(settings, secret, kind, action, company=company, path=path))
     except (SubscriptionFailed, HostNotAllowed) as exc:
-        raise click.ClickException(str(exc).replace(token, secret.masked)) from None
+        raise click.ClickException(secret.hidden_in(str(exc))) from None
     done = "subscribed" if action == "subscribe" else "unsubscribed"
     said = f": {result.message}" if result.message else ""
     click.echo(
@@ -81,12 +81,13 @@ def backfill(since: str, kinds: tuple[str, ...], token: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     chosen = tuple(Kind(kind) for kind in kinds) or (Kind.PROFILE, Kind.ITINERARY)
     progress = _BackfillBars() if sys.stderr.isatty() else None
+    secret = OAuthToken(token)
     try:
         result = run_backfill(settings, token, cutoff, kinds=chosen, progress=progress)
     except STARTUP_ERRORS:
         raise  # said by the group, like every command's
     except (ConcurPostbackError, RedisError) as exc:
-        raise click.ClickException(f"backfill failed: {str(exc).replace(token, '****')}") from None
+        raise click.ClickException(f"backfill failed: {secret.hidden_in(str(exc))}") from None
     finally:
         if progress is not None:
             progress.close()

@@ -47,6 +47,10 @@ class OAuthToken:
     def masked(self) -> str:
         return mask(self.value)
 
+    def hidden_in(self, text: str) -> str:
+        """``text`` (an error a caller is about to show) with this token replaced by its mask."""
+        return text.replace(self.value, self.masked) if self.value else text
+
     def __str__(self) -> str:
         return self.masked
 

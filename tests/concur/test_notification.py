@@ -8,6 +8,7 @@ from concur_postback.concur.hosts import HostPolicy
 from concur_postback.concur.notification import (
     EventType,
     Kind,
+    OAuthToken,
     parse_itinerary_notification,
     parse_postback,
     parse_query,
@@ -199,6 +200,13 @@ def test_error_messages_never_contain_the_token() -> None:
         with pytest.raises(InvalidPostback) as caught:
             parse_postback(query.encode(), b"", POLICY)
         assert token not in str(caught.value)
+
+
+def test_a_token_is_hidden_in_an_error_a_caller_shows_but_its_last_four() -> None:
+    token = OAuthToken("SuperSecretToken1234")
+    shown = token.hidden_in("403 for SuperSecretToken1234 at /x?oauth_token_key=SuperSecretToken1234")
+    assert shown == "403 for ****1234 at /x?oauth_token_key=****1234"
+    assert OAuthToken("").hidden_in("nothing to hide") == "nothing to hide"
 
 
 def test_a_plus_in_a_login_or_a_token_is_a_plus() -> None:
