@@ -78,6 +78,14 @@ BACKOFF = {"base": 0.05, "cap": 1.0}  # 50, 100, 200, 400, 800 ms at most
 ASYNC_MAX_CONNECTIONS = 64
 
 
+class BlockingSentinelPool(
+    redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool
+):
+    """redis-py's Sentinel pool raises "Too many connections" past ``max_connections``; this one makes
+    the caller wait its turn, as the pool of a plain URL does, so a batch of a hundred commands holds
+    ``max_connections`` connections whichever way the primary is found."""
+
+
 @dataclass(frozen=True)
 class SentinelTarget:
     """What a ``redis+sentinel://`` URL names."""
@@ -183,6 +191,9 @@ def async_client(
         retry = AsyncRetry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES)
         primary: redis.asyncio.Redis = sentinels.master_for(
             target.master,
+            connection_pool_class=BlockingSentinelPool,
+            max_connections=max_connections,
+            timeout=None,  # wait for a free connection; the caller's own deadline bounds the wait
             retry=retry,
             connection_class=AsyncPrimaryConnection,
             **target.node_options(connect_timeout),

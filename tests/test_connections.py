@@ -45,16 +45,54 @@ def test_clients_reconnect_after_redis_restarts(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_more_concurrent_commands_than_connections_wait_their_turn(redis_url: str) -> None:
+def _at_most_four_connections_serve_forty_commands(url: str, primary: redis.Redis) -> tuple[int, int]:
+    """(replies, connections our client held on the primary) for 40 concurrent commands over 4."""
     async def scenario() -> int:
-        client = async_client(redis_url, connect_timeout=1, max_connections=4)
+        client = async_client(url, connect_timeout=1, max_connections=4)
         try:
             replies = await asyncio.gather(*(client.blpop([f"empty{n}"], 0.05) for n in range(40)))
             return len(replies)
         finally:
             await client.aclose()
 
-    assert asyncio.run(scenario()) == 40
+    def blocked_pops() -> int:
+        listed = primary.execute_command("CLIENT", "LIST", "TYPE", "normal").decode().splitlines()
+        return sum("cmd=blpop" in line for line in listed)  # only our client pops
+
+    peak = 0
+
+    async def watched() -> int:
+        nonlocal peak
+        task = asyncio.ensure_future(scenario())
+        while not task.done():
+            peak = max(peak, await asyncio.to_thread(blocked_pops))
+        return await task
+
+    return asyncio.run(watched()), peak
+
+
+def test_more_concurrent_commands_than_connections_wait_their_turn(redis_url: str) -> None:
+    primary = redis.Redis.from_url(redis_url)
+    replies, peak = _at_most_four_connections_serve_forty_commands(redis_url, primary)
+    primary.close()
+    assert replies == 40
+    assert 1 <= peak <= 4
+
+
+def test_through_sentinels_too_commands_wait_for_one_of_max_connections(tmp_path: Path) -> None:
+    primary = EmbeddedRedis(tmp_path / "a").start()
+    sentinel = SentinelProcess(tmp_path / "sentinel", primary.port, quorum=1)
+    client = redis.Redis(port=primary.port)
+    try:
+        wait_until(lambda: sentinel.primary_port() == primary.port, 30, "set up")
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{MASTER}/0"
+        replies, peak = _at_most_four_connections_serve_forty_commands(url, client)
+        assert replies == 40  # redis-py's own Sentinel pool raises "Too many connections" instead
+        assert 1 <= peak <= 4
+    finally:
+        client.close()
+        sentinel.stop()
+        primary.stop()
 
 
 def test_a_sentinel_url_names_the_sentinels_the_primary_and_its_credentials() -> None:
