@@ -47,6 +47,7 @@ def test_clients_reconnect_after_redis_restarts(tmp_path: Path) -> None:
 
 def _at_most_four_connections_serve_forty_commands(url: str, primary: redis.Redis) -> tuple[int, int]:
     """(replies, connections our client held on the primary) for 40 concurrent commands over 4."""
+
     async def scenario() -> int:
         client = async_client(url, connect_timeout=1, max_connections=4)
         try:

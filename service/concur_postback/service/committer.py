@@ -42,6 +42,7 @@ class Committer:
         self._settings = settings
         self._max_batch = settings.ingest_max_batch
         self._timeout = settings.redis_timeout_seconds
+        self._wait_ms = max(1, int(self._timeout * 1000 * WAIT_SHARE))
         self._waiting: list[tuple[IngestArgs, asyncio.Future[IngestResult]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,15 +81,8 @@ class Committer:
             if not batch:
                 continue
             try:
-                results = await asyncio.wait_for(self._send([call for call, _ in batch]), self._timeout)
-            except (RedisError, OSError, TimeoutError, ValueError, StoreUnavailable) as exc:
-                # ValueError: a reply of an unexpected shape. Anything caught fails this batch with a
-                # 503; the committer itself must keep running, or every later postback would hang.
-                error = (
-                    exc
-                    if isinstance(exc, StoreUnavailable)
-                    else StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
-                )
+                results = await self._commit([call for call, _ in batch])
+            except StoreUnavailable as error:  # this batch gets a 503; the committer keeps running
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -96,6 +90,14 @@ class Committer:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _commit(self, calls: list[IngestArgs]) -> list[IngestResult]:
+        """One batch's results, or StoreUnavailable for whatever kept Redis from taking it. Nothing
+        else may escape: the committer must keep running, or every later postback would hang."""
+        try:
+            return await asyncio.wait_for(self._send(calls), self._timeout)
+        except (RedisError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a reply's shape
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from None
 
     async def _send(self, calls: list[IngestArgs]) -> list[IngestResult]:
         argv = ingest_argv(calls, self._settings)
@@ -115,7 +117,7 @@ class Committer:
             return replies
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(INGEST_SCRIPT_SHA, 0, *argv)
-            pipe.execute_command("WAIT", needed, max(1, int(self._timeout * 1000 * WAIT_SHARE)))
+            pipe.execute_command("WAIT", needed, self._wait_ms)
             replies, replicated = await pipe.execute()
         if replicated < needed:
             raise StoreUnavailable(f"only {replicated} of REDIS_MIN_REPLICAS={needed} replicas have it")
