@@ -60,176 +60,137 @@ class KeySpec:
     type: str
     ttl: str
     holds: str
-    owner: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """The keys one part of the service writes (and only it)."""
+
+    writer: str
+    keys: tuple[KeySpec, ...]
 
 
 # <id>: a notification id; <sink>: a sink id; <digest>: of what makes a notification the same;
 # <host>: a Concur host. RQ's own keys (rq:*) are RQ's.
 SCHEMA = (
-    KeySpec(
-        RECORD_PREFIX + "<id>",
-        "string",
-        "EX TOKEN_TTL_SECONDS",
-        "the notification (token encrypted)",
+    Section(
         "web tier, backfill (inbox.py)",
+        (
+            KeySpec(
+                RECORD_PREFIX + "<id>", "string", "EX TOKEN_TTL_SECONDS", "the notification (token encrypted)"
+            ),
+            KeySpec(
+                SEEN_PREFIX + "<digest>",
+                "string",
+                "EX DEDUP_TTL_SECONDS",
+                "an itinerary change's dedup key -> first id",
+            ),
+            KeySpec(
+                COALESCE_PREFIX + "<digest>",
+                "string",
+                "EX COALESCE_WINDOW_SECONDS",
+                "FOP/profile coalescing -> id",
+            ),
+            KeySpec(INBOX_KEY, "list of ids", "none", "accepted, waiting for the pump"),
+            KeySpec(
+                PENDING_KEY,
+                "zset id -> received ms",
+                "none",
+                "accepted and not yet finished (status, expiry)",
+            ),
+        ),
     ),
-    KeySpec(
-        SEEN_PREFIX + "<digest>",
-        "string",
-        "EX DEDUP_TTL_SECONDS",
-        "an itinerary change's dedup key -> first id",
-        "web tier, backfill (inbox.py)",
-    ),
-    KeySpec(
-        COALESCE_PREFIX + "<digest>",
-        "string",
-        "EX COALESCE_WINDOW_SECONDS",
-        "FOP/profile coalescing -> id",
-        "web tier, backfill (inbox.py)",
-    ),
-    KeySpec(
-        INBOX_KEY, "list of ids", "none", "accepted, waiting for the pump", "web tier, backfill (inbox.py)"
-    ),
-    KeySpec(
-        PENDING_KEY,
-        "zset id -> received ms",
-        "none",
-        "accepted and not yet finished (status, expiry)",
-        "web tier, backfill (inbox.py)",
-    ),
-    KeySpec(
-        PUMPING_KEY,
-        "list of ids",
-        "none",
-        "taken by the pump, not yet in an RQ job",
+    Section(
         "pump (workers/pump.py)",
+        (
+            KeySpec(PUMPING_KEY, "list of ids", "none", "taken by the pump, not yet in an RQ job"),
+            KeySpec(PUMP_LOCK_KEY, "string", "PX 10 s", "the pump lease holder"),
+        ),
     ),
-    KeySpec(PUMP_LOCK_KEY, "string", "PX 10 s", "the pump lease holder", "pump (workers/pump.py)"),
-    KeySpec(
-        LEASED_KEY,
-        "zset id -> lease end",
-        "none",
-        "in a job; re-fed by the pump when lapsed",
+    Section(
         "workers (workers/ledger.py)",
+        (
+            KeySpec(LEASED_KEY, "zset id -> lease end", "none", "in a job; re-fed by the pump when lapsed"),
+            KeySpec(RETRY_KEY, "zset id -> due", "none", "waiting for another fetch attempt"),
+            KeySpec(
+                CLAIM_PREFIX + "<id>",
+                "string",
+                "PX WORKER_HEARTBEAT_TTL_SECONDS",
+                "the worker fetching it now",
+            ),
+            KeySpec(
+                TRY_PREFIX + "<id>",
+                "hash attempts, since, reason",
+                "EX TOKEN_TTL_SECONDS",
+                "the fetch attempts so far",
+            ),
+            KeySpec(FAILED_KEY, "zset id -> failed at", "none", "failed notifications (`failed list`)"),
+            KeySpec(FAILED_PREFIX + "<id>", "hash", "EX DEAD_LETTER_TTL_SECONDS", "why it failed"),
+        ),
     ),
-    KeySpec(
-        RETRY_KEY,
-        "zset id -> due",
-        "none",
-        "waiting for another fetch attempt",
-        "workers (workers/ledger.py)",
-    ),
-    KeySpec(
-        CLAIM_PREFIX + "<id>",
-        "string",
-        "PX WORKER_HEARTBEAT_TTL_SECONDS",
-        "the worker fetching it now",
-        "workers (workers/ledger.py)",
-    ),
-    KeySpec(
-        TRY_PREFIX + "<id>",
-        "hash attempts, since, reason",
-        "EX TOKEN_TTL_SECONDS",
-        "the fetch attempts so far",
-        "workers (workers/ledger.py)",
-    ),
-    KeySpec(
-        FAILED_KEY,
-        "zset id -> failed at",
-        "none",
-        "failed notifications (`failed list`)",
-        "workers (workers/ledger.py)",
-    ),
-    KeySpec(
-        FAILED_PREFIX + "<id>",
-        "hash",
-        "EX DEAD_LETTER_TTL_SECONDS",
-        "why it failed",
-        "workers (workers/ledger.py)",
-    ),
-    KeySpec(
-        EVENT_PREFIX + "<id>",
-        "string",
-        "EX SINK_RETRY_HORIZON_SECONDS, then DEAD_LETTER_TTL_SECONDS",
-        "an event some sink still owes",
+    Section(
         "workers (workers/deliveries.py)",
+        (
+            KeySpec(
+                EVENT_PREFIX + "<id>",
+                "string",
+                "EX SINK_RETRY_HORIZON_SECONDS, then DEAD_LETTER_TTL_SECONDS",
+                "an event some sink still owes",
+            ),
+            KeySpec(
+                OWED_PREFIX + "<id>",
+                "hash sink id -> start",
+                "the event's",
+                "the sinks that still owe the event, and since when",
+            ),
+            KeySpec(
+                ATTEMPTS_PREFIX + "<id>", "hash sink id -> count", "the event's", "delivery attempts so far"
+            ),
+            KeySpec(
+                SINK_RETRY_PREFIX + "<sink>",
+                "zset id -> due",
+                "none",
+                "a sink's deliveries to retry (or claimed, until the claim ends)",
+            ),
+            KeySpec(DEAD_KEY, "zset <id>.<sink> -> failed at", "none", "dead letters (`failed list`)"),
+            KeySpec(DEAD_PREFIX + "<id>.<sink>", "hash", "EX DEAD_LETTER_TTL_SECONDS", "one dead letter"),
+            KeySpec(
+                SINK_NAMES_KEY,
+                "hash sink id -> name",
+                "none",
+                "every sink ever used, by its name without credentials",
+            ),
+            KeySpec(SINK_LIVE_PREFIX + "<sink>", "string", "EX 30 s", "some live worker has this sink"),
+        ),
     ),
-    KeySpec(
-        OWED_PREFIX + "<id>",
-        "hash sink id -> start",
-        "the event's",
-        "the sinks that still owe the event, and since when",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        ATTEMPTS_PREFIX + "<id>",
-        "hash sink id -> count",
-        "the event's",
-        "delivery attempts so far",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        SINK_RETRY_PREFIX + "<sink>",
-        "zset id -> due",
-        "none",
-        "a sink's deliveries to retry (or claimed, until the claim ends)",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        DEAD_KEY,
-        "zset <id>.<sink> -> failed at",
-        "none",
-        "dead letters (`failed list`)",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        DEAD_PREFIX + "<id>.<sink>",
-        "hash",
-        "EX DEAD_LETTER_TTL_SECONDS",
-        "one dead letter",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        SINK_NAMES_KEY,
-        "hash sink id -> name",
-        "none",
-        "every sink ever used, by its name without credentials",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        SINK_LIVE_PREFIX + "<sink>",
-        "string",
-        "EX 30 s",
-        "some live worker has this sink",
-        "workers (workers/deliveries.py)",
-    ),
-    KeySpec(
-        BUDGET_PREFIX + "<host>",
-        "hash tat, pause",
-        "PX 1 h idle",
-        "the request budget of one Concur host",
+    Section(
         "workers (budget.py)",
+        (
+            KeySpec(
+                BUDGET_PREFIX + "<host>",
+                "hash tat, pause",
+                "PX 1 h idle",
+                "the request budget of one Concur host",
+            ),
+        ),
     ),
-    KeySpec(
-        SWEEP_LOCK_KEY,
-        "string",
-        "EX one sweep interval",
-        "the worker sweeping expired state",
+    Section(
         "workers (workers/sweeper.py)",
-    ),
-    KeySpec(
-        SWEEP_CURSOR_KEY,
-        "string",
-        "EX 1 h",
-        "where the sweep's walk through pending stopped",
-        "workers (workers/sweeper.py)",
+        (
+            KeySpec(SWEEP_LOCK_KEY, "string", "EX one sweep interval", "the worker sweeping expired state"),
+            KeySpec(SWEEP_CURSOR_KEY, "string", "EX 1 h", "where the sweep's walk through pending stopped"),
+        ),
     ),
 )
 
 
 def schema_table() -> str:
     """README.md's schema table (tests/test_keys.py holds the README to it)."""
-    rows = [f"| `{spec.key}` | {spec.type} | {spec.ttl} | {spec.holds} | {spec.owner} |" for spec in SCHEMA]
+    rows = [
+        f"| `{spec.key}` | {spec.type} | {spec.ttl} | {spec.holds} | {section.writer} |"
+        for section in SCHEMA
+        for spec in section.keys
+    ]
     return "\n".join(["| Key | Type | Expiry | Holds | Written by |", "|---|---|---|---|---|", *rows])
 
 

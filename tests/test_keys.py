@@ -19,6 +19,6 @@ def test_every_key_is_in_the_schema_once() -> None:
         for name, value in vars(keys).items()
         if name.endswith(("_KEY", "_PREFIX")) and isinstance(value, str)
     }
-    listed = [spec.key.split("<", 1)[0] for spec in keys.SCHEMA]
+    listed = [spec.key.split("<", 1)[0] for section in keys.SCHEMA for spec in section.keys]
     assert sorted(listed) == sorted(defined)
     assert all(key.startswith(keys.PREFIX) for key in listed)
