@@ -76,15 +76,20 @@ def _scrub_run(match: re.Match[str]) -> str:
     groups inside it ("call 0044 4111 1111 1111 1111"); overlapping spans are masked as one."""
     run = match.group()
     groups = [(m.start(), m.end()) for m in _DIGITS.finditer(run)]
+    sizes = [end - start for start, end in groups]
     spans: list[tuple[int, int]] = []  # in order of start, overlaps merged
     for first in range(len(groups)):
+        count = 0
         for last in range(first, len(groups)):
-            digits = "".join(run[start:end] for start, end in groups[first : last + 1])
-            if len(digits) > MAX_DIGITS:
+            count += sizes[last]
+            if count > MAX_DIGITS:
                 break
+            if count < MIN_DIGITS:  # counted before anything is joined: most spans end here
+                continue
             whole = first == 0 and last == len(groups) - 1
-            sizes = [end - start for start, end in groups[first : last + 1]]
-            if not (whole or _card_shaped(sizes)) or not is_card_number(digits):
+            if not (whole or _card_shaped(sizes[first : last + 1])):
+                continue
+            if not luhn_valid("".join(run[start:end] for start, end in groups[first : last + 1])):
                 continue
             start, end = groups[first][0], groups[last][1]
             if spans and start < spans[-1][1]:
