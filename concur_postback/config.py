@@ -54,6 +54,16 @@ class Settings(BaseSettings):
         "anything else is 404. To change it, list the new secret and the old one (comma or space "
         "separated): both are accepted until the old one is dropped from the list.",
     )
+    ess_public_keys: Path | None = Field(
+        default=None,
+        description="A PEM file with the public keys that may sign ESS events (`Concur-Signature`); "
+        "by default the two keys Concur publishes (before and after 2025-10-22), shipped with the package.",
+    )
+    ess_verify_signature: bool = Field(
+        default=True,
+        description="Refuse ESS events whose Concur-Signature no key verifies (401). `false` only for "
+        "local development: every start then logs a warning.",
+    )
     token_encryption_key: SecretStr | None = Field(
         default=None,
         description="32 random bytes, url-safe base64 (`concur-postback genkey`); the same for all "

@@ -4,7 +4,9 @@
     ├── ConfigurationError      a setting missing or contradicting another (start-up; exit 2)
     ├── InvalidInput            input we refuse to read (a stable ``code``, a ``detail``)
     │   ├── InvalidPostback     a postback refused with 400
+    │   ├── InvalidEvent        an ESS event refused with 400 (ESS does not retry it)
     │   └── InvalidDocument     a fetched trip, profile or FOP that cannot be read (permanent)
+    ├── BadSignature            an ESS event whose Concur-Signature no key of the ring verifies (401)
     ├── PayloadTooLarge         a body over MAX_BODY_BYTES (413)
     ├── StoreUnavailable        Redis cannot take a postback now (503 + Retry-After)
     ├── TokenDecryptionError    stored data sealed with a key the ring does not hold
@@ -40,6 +42,15 @@ class InvalidInput(ConcurPostbackError):
 
 class InvalidPostback(InvalidInput):
     """A postback that must be refused with 400."""
+
+
+class InvalidEvent(InvalidInput):
+    """An ESS event body that must be refused with 400: not JSON, or not an ESS event."""
+
+
+class BadSignature(ConcurPostbackError):
+    """An ESS event's Concur-Signature is missing or no key of the ring verifies it. Answered with
+    401, which ESS retries for 72 h: an operator who must update ESS_PUBLIC_KEYS loses nothing."""
 
 
 class InvalidDocument(InvalidInput):

@@ -8,7 +8,8 @@ change is processed (a re-run after a crash, a requeue) and differs between chan
   a user subscription, a company subscription or a backfill has one id, whoever's token fetched it;
 * a profile or FOP notification says only "this traveller's data changed", so each notification is
   its own change (its notification id): a profile changed A → B → A gives three events, not two;
-* an ``ERROR`` event (Concur refused the fetch) belongs to its notification alone.
+* an ``ERROR`` event (Concur refused the fetch) belongs to its notification alone;
+* an ESS event names itself: ESS's event id, which a redelivery repeats.
 
 The JSON Schema is `schemas/event.schema.json`.
 """
@@ -21,11 +22,12 @@ from datetime import UTC, datetime
 
 import orjson
 
+from concur_postback.concur.ess import EssEvent
 from concur_postback.concur.notification import Kind
-from concur_postback.inbox import Record
+from concur_postback.inbox import ESS, POSTBACK, Record
 from concur_postback.tokens import TokenVault
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: source, topic and the ESS fields
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class FetchFailure:
 @dataclass(frozen=True)
 class Event:
     id: str
-    kind: str  # itinerary | profile | fop
+    kind: str  # itinerary | profile | fop | event (an ESS event as Concur sent it)
     event_type: str  # CREATE | UPDATE | CANCEL; UPDATE for profile and fop; ERROR when fetching was refused
     received_at: str  # when the postback arrived (ISO 8601, UTC)
     fetched_at: str | None  # when Concur answered; None when there is no document (cancelled trip, error)
@@ -54,6 +56,12 @@ class Event:
     event_time: str | None  # EventDateTime of an itinerary notification
     data: object | None  # Trip, Profile or FormOfPayment; None for a cancelled trip that is gone, or an error
     error: FetchFailure | None = None
+    source: str = POSTBACK  # postback | ess
+    topic: str | None = None  # the ESS topic, with its public. prefix
+    ess_event_id: str | None = None
+    correlation_id: str | None = None  # ESS's, to quote to Concur's support
+    company_id: str | None = None
+    user_id: str | None = None  # Concur's user UUID
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -107,6 +115,34 @@ def build_event(
         event_time=record.event_time,
         data=data,
         error=error,
+    )
+
+
+def build_ess_event(record: Record, ess: EssEvent) -> Event:
+    """An ESS event of a topic this version does not fetch: delivered as Concur sent it."""
+    login = ess.facts.get("loginId")
+    return Event(
+        id="evt_" + hashlib.sha256(f"ess\x1f{ess.id}".encode()).hexdigest()[:32],
+        kind=Kind.EVENT.value,
+        event_type=ess.event_type,
+        received_at=iso(record.received_ms),
+        fetched_at=None,
+        notification_id=record.id,
+        request_id=record.request_id,
+        subject=record.subject,
+        login_id=login if isinstance(login, str) else None,
+        userid_type=None,
+        userid_value=None,
+        trip_id=None,
+        object_uri=None,
+        event_time=ess.timestamp,
+        data=ess.as_sent(),
+        source=ESS,
+        topic=ess.topic,
+        ess_event_id=ess.id,
+        correlation_id=ess.correlation_id,
+        company_id=ess.company_id,
+        user_id=ess.user_id,
     )
 
 

@@ -17,26 +17,40 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import orjson
 from redis import Redis
 
+from concur_postback.concur.ess import ESS_REDELIVERY_SECONDS, EssEvent
 from concur_postback.concur.notification import Kind, Postback
 from concur_postback.config import Settings
 from concur_postback.connections import text
-from concur_postback.keys import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
+from concur_postback.keys import (
+    COALESCE_PREFIX,
+    ESS_SEEN_PREFIX,
+    INBOX_KEY,
+    PENDING_KEY,
+    RECORD_PREFIX,
+    SEEN_PREFIX,
+)
 from concur_postback.tokens import TokenVault
 
-# ARGV: record TTL, exact-dedup TTL, coalescing window, then three per notification: dedup key, id,
-# record. The id starts with the received time in hex milliseconds (see new_id), the pending score.
-# Returns two per notification: 1 and its id if stored, 0 and the first delivery's id if a duplicate.
+# ARGV: record TTL, exact-dedup TTL, coalescing window, ESS dedup TTL, then three per notification:
+# dedup key, id, record. The id starts with the received time in hex milliseconds (see new_id), the
+# pending score. Returns two per notification: 1 and its id if stored, 0 and the first delivery's id
+# if a duplicate.
 INGEST_SCRIPT = f"""
-local ttl, exact_ttl, window = ARGV[1], ARGV[2], ARGV[3]
+local ttl, exact_ttl, window, ess_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {{}}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local key, id = ARGV[i], ARGV[i + 1]
-  local keep = string.sub(key, 1, {len(SEEN_PREFIX)}) == '{SEEN_PREFIX}' and exact_ttl or window
+  local keep = window
+  if string.sub(key, 1, {len(ESS_SEEN_PREFIX)}) == '{ESS_SEEN_PREFIX}' then
+    keep = ess_ttl
+  elseif string.sub(key, 1, {len(SEEN_PREFIX)}) == '{SEEN_PREFIX}' then
+    keep = exact_ttl
+  end
   if redis.call('SET', key, id, 'NX', 'EX', keep) then
     redis.call('SET', '{RECORD_PREFIX}' .. id, ARGV[i + 2], 'EX', ttl)
     redis.call('RPUSH', '{INBOX_KEY}', id)
@@ -53,9 +67,14 @@ return out
 INGEST_SCRIPT_SHA = hashlib.sha1(INGEST_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 
+POSTBACK, ESS = "postback", "ess"  # a record's source
+
+
 @dataclass(frozen=True)
 class Record:
-    """A stored notification. ``token`` is the AES-GCM ciphertext (see tokens.py), never the token itself."""
+    """A stored notification: a postback's, or an ESS event's (``source`` "ess"). ``token`` is the
+    AES-GCM ciphertext of a postback's token (see tokens.py), never the token itself; ``payload`` the
+    sealed ESS event, which names people (logins, user ids) and so is never stored in clear."""
 
     id: str
     kind: Kind
@@ -71,16 +90,29 @@ class Record:
     event_type: str | None = None
     event_time: str | None = None
     context: str | None = None
+    source: str = POSTBACK
+    topic: str | None = None
+    payload: str | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self)  # orjson serialises dataclasses natively (and fast)
+        if self.source == POSTBACK:  # without the ESS fields, which workers before them cannot read
+            return orjson.dumps({name: getattr(self, name) for name in _POSTBACK_FIELDS})
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Record:
-        fields = orjson.loads(data)
-        fields["kind"] = Kind(fields["kind"])
-        return cls(**fields)
+        """A stored record; fields a later version added are left out, so a rolling deploy may put
+        a newer web tier in front of this version's workers."""
+        stored = orjson.loads(data)
+        stored["kind"] = Kind(stored["kind"])
+        return cls(**{name: value for name, value in stored.items() if name in _FIELDS})
 
+
+# ESS redelivers an event it saw no 200 for during 72 h: its id is remembered a day longer, at least.
+ESS_DEDUP_SECONDS = ESS_REDELIVERY_SECONDS + 24 * 3600
+
+_FIELDS = tuple(field.name for field in fields(Record))
+_POSTBACK_FIELDS = tuple(name for name in _FIELDS if name not in ("source", "topic", "payload"))
 
 # One notification's arguments to the ingest script: dedup key, id, record.
 IngestArgs = tuple[str, str, bytes]
@@ -145,13 +177,39 @@ def build_record(postback: Postback, vault: TokenVault, request_id: str | None, 
     )
 
 
+def build_ess_record(event: EssEvent, vault: TokenVault, request_id: str | None, now: float) -> Record:
+    """An ESS event as the inbox keeps it: deduplicated on ESS's own event id, sealed."""
+    now_ms = int(now * 1000)
+    ident = new_id(now_ms)
+    digest = hashlib.sha256(event.id.encode()).hexdigest()[:40]
+    person = event.user_id or event.company_id or event.id
+    return Record(
+        id=ident,
+        kind=Kind.EVENT,
+        token="",
+        subject=vault.pseudonym("ess:" + person),
+        dedup_key=ESS_SEEN_PREFIX + digest,
+        received_ms=now_ms,
+        request_id=request_id,
+        event_type=event.event_type,
+        source=ESS,
+        topic=event.topic,
+        payload=vault.seal(event.to_json(), bound_to=ident),
+    )
+
+
 def ingest_args(record: Record) -> IngestArgs:
     return (record.dedup_key, record.id, record.to_json())
 
 
 def ingest_argv(batch: list[IngestArgs], settings: Settings) -> list[str | int | bytes]:
     """The script's whole ARGV for a batch."""
-    ttls = (settings.token_ttl_seconds, settings.dedup_ttl_seconds, settings.coalesce_window_seconds)
+    ttls = (
+        settings.token_ttl_seconds,
+        settings.dedup_ttl_seconds,
+        settings.coalesce_window_seconds,
+        max(settings.dedup_ttl_seconds, ESS_DEDUP_SECONDS),
+    )
     return [*ttls, *(arg for args in batch for arg in args)]
 
 

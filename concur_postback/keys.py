@@ -20,6 +20,7 @@ PREFIX = "cp:"
 # --- written by the web tier (ingest script, inbox.py) and backfill -----------------------------------
 RECORD_PREFIX = PREFIX + "n:"
 SEEN_PREFIX = PREFIX + "seen:"
+ESS_SEEN_PREFIX = SEEN_PREFIX + "ess:"
 COALESCE_PREFIX = PREFIX + "coalesce:"
 INBOX_KEY = PREFIX + "inbox"
 PENDING_KEY = PREFIX + "pending"
@@ -84,6 +85,12 @@ SCHEMA = (
                 "string",
                 "EX DEDUP_TTL_SECONDS",
                 "an itinerary change's dedup key -> first id",
+            ),
+            KeySpec(
+                ESS_SEEN_PREFIX + "<digest>",
+                "string",
+                "EX DEDUP_TTL_SECONDS, at least 96 h",
+                "an ESS event id's dedup key -> first id",
             ),
             KeySpec(
                 COALESCE_PREFIX + "<digest>",

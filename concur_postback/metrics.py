@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from concur_postback.concur.notification import Kind
+from concur_postback.concur.notification import POSTBACK_KINDS, Kind
 from concur_postback.connections import sync_client
 from concur_postback.depths import read_depths
 
@@ -38,7 +38,9 @@ UNKNOWN_KIND = "unknown"  # a rejected postback whose `type` is missing or inval
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 UNAVAILABLE, TOO_LARGE = "unavailable", "too_large"
 POSTBACK_OUTCOMES = (ACCEPTED, DUPLICATE, REJECTED, UNAVAILABLE, TOO_LARGE)
-POSTBACK_KINDS = (*(kind.value for kind in Kind), UNKNOWN_KIND)
+POSTBACK_LABELS = (*(kind.value for kind in POSTBACK_KINDS), UNKNOWN_KIND)
+UNAUTHORIZED = "unauthorized"  # an ESS event whose signature no key verifies
+ESS_OUTCOMES = (*POSTBACK_OUTCOMES, UNAUTHORIZED)
 # Delivery outcomes, per sink and attempt.
 DELIVERED, RETRY_SCHEDULED, DEAD_LETTER = "delivered", "retry_scheduled", "dead_letter"
 DELIVERY_OUTCOMES = (DELIVERED, RETRY_SCHEDULED, DEAD_LETTER)
@@ -54,6 +56,12 @@ POSTBACKS = Counter(
     "postbacks",
     "Postbacks answered, by notification kind (unknown when `type` is invalid) and outcome.",
     ["kind", "outcome"],
+    namespace=NAMESPACE,
+)
+ESS_EVENTS = Counter(
+    "ess_events",
+    "ESS events answered, by outcome (unauthorized: no key of the ring verifies the signature).",
+    ["outcome"],
     namespace=NAMESPACE,
 )
 ACK_SECONDS = Histogram(
@@ -92,12 +100,17 @@ NOTIFICATIONS = Counter(
 )
 
 
+def ess_counters() -> dict[str, Counter]:
+    """The ESS counter's children for every outcome, created once (as postback_counters)."""
+    return {outcome: ESS_EVENTS.labels(outcome) for outcome in ESS_OUTCOMES}
+
+
 def postback_counters() -> dict[tuple[str, str], Counter]:
     """The postback counter's children for every (kind, outcome), created once: the ack path only
     looks them up in a dict, and every series exists (at 0) from the start."""
     return {
         (kind, outcome): POSTBACKS.labels(kind, outcome)
-        for kind in POSTBACK_KINDS
+        for kind in POSTBACK_LABELS
         for outcome in POSTBACK_OUTCOMES
     }
 

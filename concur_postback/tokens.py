@@ -132,6 +132,10 @@ class TokenVault:
         digest = hmac.digest(self._subject_key, token.value.encode(), "sha256")  # one-shot: C fast path
         return "token:" + digest[:16].hex()
 
+    def pseudonym(self, name: str) -> str:
+        """A stable pseudonym for a person Concur names (an ESS event's user id), for logs and Redis."""
+        return "user:" + hmac.digest(self._subject_key, name.encode(), "sha256")[:16].hex()
+
 
 def generate_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")

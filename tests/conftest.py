@@ -33,6 +33,7 @@ from concur_postback.events import Event
 from concur_postback.inbox import Record, build_record
 from concur_postback.service.app import create_app
 from concur_postback.simulator.api import create_simulator
+from concur_postback.simulator.ess import process_signer
 from concur_postback.simulator.faults import SeenRequest
 from concur_postback.tokens import generate_key, vault_from_settings
 from concur_postback.workers.worker import run_worker
@@ -274,6 +275,13 @@ class Pipeline:
         assert response.status_code == 200, response.text
         return str(response.json()["id"])
 
+    def post_event(self, event: bytes) -> str:
+        """POST an ESS event signed as the simulator signs them (the pipeline trusts its key)."""
+        headers = {"concur-signature": process_signer().sign(event)}
+        response = self.server.client.post("/events", content=event, headers=headers)
+        assert response.status_code == 200, response.text
+        return str(response.json()["id"])
+
     def work(self) -> None:
         run_worker(self.settings, burst=True)
 
@@ -291,7 +299,10 @@ def pipeline(
     tmp_path: Path,
 ) -> Pipeline:
     events_file = tmp_path / "events.jsonl"
+    ess_keys = tmp_path / "ess-public-keys.pem"
+    ess_keys.write_bytes(process_signer().public_pem())
     settings = make_settings(
+        ess_public_keys=ess_keys,
         concur_base_url=simulator.url,
         concur_allowed_hosts=[],
         sinks=f"file://{events_file}",

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+import orjson
 from redis import Redis
 
+from concur_postback.concur.ess import parse_ess_event
 from concur_postback.concur.notification import EventType, ItineraryNotification, Kind, OAuthToken, Postback
 from concur_postback.config import Settings
-from concur_postback.inbox import Record, build_record, dedup_key, new_id, store
+from concur_postback.inbox import (
+    ESS_DEDUP_SECONDS,
+    Record,
+    build_ess_record,
+    build_record,
+    dedup_key,
+    new_id,
+    store,
+)
 from concur_postback.keys import COALESCE_PREFIX, INBOX_KEY, PENDING_KEY, RECORD_PREFIX, SEEN_PREFIX
 from concur_postback.tokens import vault_from_settings
 from tests.conftest import TOKEN
+from tests.service.test_ess import EVENT
 
 NOTE = ItineraryNotification(
     "https://www.concursolutions.com/api/travel/trip/v1.1/TRIP1",
@@ -69,3 +81,28 @@ def test_store_writes_record_inbox_and_pending_once(redis: Redis, settings: Sett
     assert 0 < redis.ttl(RECORD_PREFIX + first.id) <= settings.token_ttl_seconds
     assert 0 < redis.ttl(first.dedup_key) <= settings.coalesce_window_seconds
     assert store(redis, [], settings) == []
+
+
+def test_a_postback_record_is_stored_as_workers_before_ess_read_it_and_later_fields_are_ignored(
+    settings: Settings,
+) -> None:
+    """Rolling deploys: a newer web tier's records must be readable by this version's workers and
+    the other way round."""
+    record = build_record(Postback(Kind.PROFILE, OAuthToken(TOKEN)), vault_from_settings(settings), None, 0.0)
+    stored = orjson.loads(record.to_json())
+    assert not {"source", "topic", "payload"} & set(stored)
+    assert Record.from_json(record.to_json()) == record
+    assert Record.from_json(orjson.dumps({**stored, "added_later": 1})) == record
+
+
+def test_an_ess_event_is_deduplicated_on_its_own_id_for_at_least_ess_s_72_hours(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(dedup_ttl_seconds=3600)
+    vault = vault_from_settings(settings)
+    event = parse_ess_event(EVENT)
+    first, again = (build_ess_record(event, vault, None, 0.0) for _ in range(2))
+    assert first.id != again.id and first.dedup_key == again.dedup_key
+    results = store(redis, [first], settings) + store(redis, [again], settings)
+    assert [(r.accepted, r.id) for r in results] == [(True, first.id), (False, first.id)]
+    assert redis.ttl(first.dedup_key) > ESS_DEDUP_SECONDS - 60 > 72 * 3600

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from concur_postback import logs
-from concur_postback.concur.notification import Kind
+from concur_postback.concur.notification import POSTBACK_KINDS
 from concur_postback.config import Settings, env_name, load_settings
 from concur_postback.connections import connect
 from concur_postback.errors import ConfigurationError
@@ -25,7 +25,7 @@ from concur_postback.tokens import vault_from_settings
 # (Redis's AuthenticationError is a ConnectionError: a wrong password in REDIS_URL is one of them.)
 STARTUP_ERRORS = (ConfigurationError, RedisConnectionError, RedisTimeoutError)
 EXIT_STARTUP_ERROR = 2
-KINDS = [kind.value for kind in Kind]
+KINDS = [kind.value for kind in POSTBACK_KINDS]
 
 
 class Commands(click.Group):

@@ -26,9 +26,15 @@ _KNOWN_PARAMS = ("type", "oauth_token_key", "userid_type", "userid_value")
 
 
 class Kind(StrEnum):
+    """What a stored notification is about: a postback's type, or an ESS event."""
+
     ITINERARY = "itinerary"
     FOP = "fop"
     PROFILE = "profile"
+    EVENT = "event"  # an ESS event, delivered as Concur sent it
+
+
+POSTBACK_KINDS = (Kind.ITINERARY, Kind.FOP, Kind.PROFILE)  # what `type=` may name
 
 
 class EventType(StrEnum):
@@ -193,7 +199,7 @@ def new_itinerary(
     )
 
 
-_KINDS = {kind.value: kind for kind in Kind}
+_KINDS = {kind.value: kind for kind in POSTBACK_KINDS}
 _EVENT_TYPES = {event.value: event for event in EventType}
 
 

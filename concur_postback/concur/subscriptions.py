@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from lxml import etree
 
 from concur_postback.concur.client import ConcurClient
-from concur_postback.concur.notification import Kind, OAuthToken
+from concur_postback.concur.notification import POSTBACK_KINDS, OAuthToken
 from concur_postback.concur.reader import VERBATIM, read, text
 from concur_postback.concur.xml import XmlNode, local_name, parse_document
 from concur_postback.config import Settings
 from concur_postback.errors import ConcurPostbackError, FetchError, InvalidDocument
 
 COMPANY_SUBSCRIBE_PATH = "/api/company/v1.0/subscribe"
-TYPES = tuple(kind.value for kind in Kind)
+TYPES = tuple(kind.value for kind in POSTBACK_KINDS)
 
 
 class SubscriptionFailed(ConcurPostbackError):

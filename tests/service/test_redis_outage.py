@@ -15,6 +15,7 @@ from concur_postback.embedded import EmbeddedRedis
 from concur_postback.keys import INBOX_KEY
 from tests.conftest import NOTIFICATION, TOKEN, CapturedLogs, LiveServer
 from tests.netfaults import TcpProxy
+from tests.service.test_ess import EVENT
 
 
 @pytest.fixture
@@ -57,6 +58,22 @@ def test_redis_down_gives_503_and_recovery_keeps_earlier_data(
         again.json()["id"],
     ]
     client.close()
+
+
+def test_an_ess_event_while_redis_is_down_is_503_so_ess_delivers_it_again(
+    own_redis: EmbeddedRedis,
+    make_settings: Callable[..., Settings],
+    make_server: Callable[[Settings], LiveServer],
+) -> None:
+    settings = make_settings(
+        redis_url=own_redis.url, redis_timeout_seconds=0.5, retry_after_seconds=7, ess_verify_signature=False
+    )
+    server = make_server(settings)
+    own_redis.kill()
+    down = server.client.post("/events", content=EVENT)
+    assert (down.status_code, down.headers["retry-after"], down.json()["error"]) == (503, "7", "unavailable")
+    own_redis.start()
+    assert server.client.post("/events", content=EVENT).json()["status"] == "accepted"
 
 
 def test_with_redis_hung_every_postback_is_answered_within_the_redis_timeout(

@@ -21,6 +21,8 @@ from concur_postback.errors import ConfigurationError
 from concur_postback.inbox import INGEST_SCRIPT
 from concur_postback.service.access import AccessLogMiddleware, annotate
 from concur_postback.service.committer import Committer
+from concur_postback.service.ess import PATH as ESS_PATH
+from concur_postback.service.ess import EssEndpoint, key_ring
 from concur_postback.service.postback import PostbackEndpoint, send_not_found
 from concur_postback.tokens import TokenVault, vault_from_settings
 
@@ -32,16 +34,20 @@ ADMIN_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
 
 
 class PostbackFastPath:
-    """Hand `POST /postback[/...]` straight to the endpoint; everything else (probes, 404, 405,
-    lifespan) to the Starlette app. The endpoint checks the secret path segment itself.
+    """Hand `POST /postback[/...]` and `POST /events[/...]` straight to their endpoints; everything
+    else (probes, 404, 405, lifespan) to the Starlette app. Each endpoint checks the secret path
+    segment itself.
 
     With an admin listener (ADMIN_PORT), each listener answers its own paths only: the public one the
     postback, the admin one the probes and metrics (queue depths are nobody else's business); anything
     else is a plain 404 there.
     """
 
-    def __init__(self, postback: ASGIApp, app: Starlette, with_secret: bool, admin_port: int | None) -> None:
+    def __init__(
+        self, postback: ASGIApp, ess: ASGIApp, app: Starlette, with_secret: bool, admin_port: int | None
+    ) -> None:
         self._postback = postback
+        self._ess = ess
         self._app = app
         self._with_secret = with_secret
         self._admin_port = admin_port
@@ -52,15 +58,20 @@ class PostbackFastPath:
             if on_admin != (scope["path"] in ADMIN_PATHS):
                 await send_not_found(send)
                 return
-        if scope["type"] == "http" and scope["method"] == "POST" and self._matches(scope["path"]):
-            await self._postback(scope, receive, send)
-        else:
-            await self._app(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if self._matches(path, "/postback"):
+                await self._postback(scope, receive, send)
+                return
+            if self._matches(path, ESS_PATH):
+                await self._ess(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
-    def _matches(self, path: str) -> bool:
+    def _matches(self, path: str, route: str) -> bool:
         if self._with_secret:
-            return path.startswith("/postback/")
-        return path == "/postback"
+            return path.startswith(route + "/")
+        return path == route
 
 
 def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
@@ -71,6 +82,7 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     redis = async_client(settings.redis_url, connect_timeout=settings.redis_timeout_seconds)
     committer = Committer(redis, settings)
     endpoint = PostbackEndpoint(settings, vault, committer)
+    ess = EssEndpoint(settings, vault, committer, key_ring(settings))
 
     queue_depths = metrics.QueueDepthCollector(settings.redis_url, settings.queue_name)
 
@@ -98,7 +110,9 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
             log.warning("redis.unavailable_at_start", error=type(exc).__name__)
         await committer.start()
         log.info(
-            "service.started", postback_path="/postback/<secret>" if settings.postback_secret else "/postback"
+            "service.started",
+            postback_path="/postback/<secret>" if settings.postback_secret else "/postback",
+            events_path=ESS_PATH + ("/<secret>" if settings.postback_secret else ""),
         )
         try:
             yield
@@ -113,9 +127,10 @@ def create_app(settings: Settings, vault: TokenVault | None = None) -> ASGIApp:
     routes = [
         # POSTs never reach this route (PostbackFastPath takes them); it makes other methods a 405.
         Route("/postback/{secret}" if with_secret else "/postback", endpoint, methods=["POST"]),
+        Route(ESS_PATH + ("/{secret}" if with_secret else ""), ess, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    return AccessLogMiddleware(PostbackFastPath(endpoint, app, with_secret, settings.admin_port))
+    return AccessLogMiddleware(PostbackFastPath(endpoint, ess, app, with_secret, settings.admin_port))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from prometheus_client import Counter
@@ -72,6 +74,28 @@ async def send_not_found(send: Send) -> None:
     await send({"type": "http.response.body", "body": b"Not Found"})
 
 
+async def answer_counted(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    prefix: str,
+    secrets: tuple[bytes, ...],
+    answer: Callable[[Scope, Receive, Send], Awaitable[Hashable | None]],
+    counters: Mapping[Any, Counter],
+) -> None:
+    """What the ingest endpoints share: a plain 404 without the secret path segment (after
+    ``prefix``), else the answer, counted by its outcome and timed (None: nobody was answered)."""
+    started = time.perf_counter()
+    if secrets and not secret_matches(scope["path"].removeprefix(prefix).encode(), secrets):
+        await send_not_found(send)
+        return
+    outcome = await answer(scope, receive, send)
+    if outcome is not None:
+        counters[outcome].inc()
+        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+
+
 def kind_label(query_string: bytes) -> str:
     """The kind a rejected postback names, for metrics (the error path only: it parses the query again)."""
     try:
@@ -94,16 +118,10 @@ class PostbackEndpoint:
         object.__setattr__(self, "policy", HostPolicy.from_settings(self.settings))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        if self.secrets and not _secret_matches(
-            scope["path"].removeprefix("/postback/").encode(), self.secrets
-        ):
-            await send_not_found(send)
-            return
-        outcome = await self._answer(scope, receive, send)
-        if outcome is not None:
-            self.counters[outcome].inc()
-            metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+        await answer_counted(
+            scope, receive, send, prefix="/postback/", secrets=self.secrets, answer=self._answer,
+            counters=self.counters,
+        )  # fmt: skip
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, str] | None:
         """Answer the postback; return its (kind, outcome) for the metrics, None if nobody was answered."""
@@ -145,7 +163,7 @@ class PostbackEndpoint:
         return record.kind.value, status
 
 
-def _secret_matches(given: bytes, secrets: tuple[bytes, ...]) -> bool:
+def secret_matches(given: bytes, secrets: tuple[bytes, ...]) -> bool:
     """Constant time whichever secret matches, and whether any does: every one is compared."""
     matched = False
     for secret in secrets:

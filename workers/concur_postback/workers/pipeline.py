@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from concur_postback import metrics
 from concur_postback.backoff import gave_up, next_try
 from concur_postback.concur.client import ConcurClient
+from concur_postback.concur.ess import parse_ess_event
 from concur_postback.concur.fop import FormOfPayment, parse_fop
 from concur_postback.concur.notification import Kind
 from concur_postback.concur.profiles import Profile, parse_profile
@@ -39,12 +40,13 @@ from concur_postback.config import Settings
 from concur_postback.errors import (
     FetchDeferred,
     InvalidDocument,
+    InvalidEvent,
     PermanentFetch,
     RetryableFetch,
     TokenDecryptionError,
 )
-from concur_postback.events import Event, FetchFailure, build_event, now_iso
-from concur_postback.inbox import Record
+from concur_postback.events import Event, FetchFailure, build_ess_event, build_event, now_iso
+from concur_postback.inbox import ESS, Record
 from concur_postback.sinks import Sink
 from concur_postback.tokens import TokenVault
 from concur_postback.workers.deliveries import Deliveries
@@ -173,7 +175,7 @@ class NotificationProcessor:
                 return DEFERRED
             except RetryableFetch as exc:
                 return await self._retry_or_fail(owner, claimed, str(exc), exc.retry_after, bound)
-            except (PermanentFetch, InvalidDocument, TokenDecryptionError) as exc:
+            except (PermanentFetch, InvalidDocument, InvalidEvent, TokenDecryptionError) as exc:
                 return await self._fail(owner, claimed, str(exc), bound)
             except RedisError:
                 raise
@@ -192,6 +194,9 @@ class NotificationProcessor:
         return DELIVERED
 
     async def _event(self, record: Record) -> Event:
+        if record.source == ESS:
+            sent = parse_ess_event(self._vault.open(record.payload or "", record.id))
+            return build_ess_event(record, sent.masked())
         token = self._vault.decrypt(record.token, bound_to=record.id)
         user = None
         if record.userid_type and record.userid_value:

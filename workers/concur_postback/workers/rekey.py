@@ -44,10 +44,14 @@ def rekey(redis: Redis, vault: TokenVault) -> dict[str, Rekeyed]:
 
     def records(key: str, raw: bytes) -> str | None:
         record = Record.from_json(raw)
-        if vault.is_current(record.token):
+        if all(vault.is_current(sealed) for sealed in (record.token, record.payload) if sealed):
             return None
-        token = vault.decrypt(record.token, bound_to=record.id)
-        return replace(record, token=vault.encrypt(token, bound_to=record.id)).to_json().decode()
+
+        def reseal(sealed: str) -> str:  # a postback's token, an ESS event's payload
+            return vault.seal(vault.open(sealed, record.id), record.id) if sealed else sealed
+
+        resealed = replace(record, token=reseal(record.token), payload=reseal(record.payload or "") or None)
+        return resealed.to_json().decode()
 
     def events(key: str, raw: bytes) -> str | None:
         if vault.is_current(text(raw)):
