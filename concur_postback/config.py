@@ -54,6 +54,20 @@ class Settings(BaseSettings):
         "anything else is 404. To change it, list the new secret and the old one (comma or space "
         "separated): both are accepted until the old one is dropped from the list.",
     )
+    concur_client_id: str | None = Field(
+        default=None,
+        description="Your Concur application's client id: needed for company tokens (`company connect`, "
+        "ESS events that fetch).",
+    )
+    concur_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Your Concur application's client secret, with CONCUR_CLIENT_ID.",
+    )
+    concur_token_url: str = Field(
+        default="https://us.api.concursolutions.com/oauth2/v0/token",
+        description="Concur's OAuth2 token URL for `company connect`; refreshes go to the company's own "
+        "geolocation. Under the host policy like every Concur URL.",
+    )
     ess_public_keys: Path | None = Field(
         default=None,
         description="A PEM file with the public keys that may sign ESS events (`Concur-Signature`); "

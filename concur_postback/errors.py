@@ -13,7 +13,8 @@
     ├── FetchError              one fetch from Concur failed
     │   ├── RetryableFetch      429, 5xx, timeouts, network errors: try again later
     │   ├── PermanentFetch      401, 403, 404 and the like: trying again cannot help
-    │   │   └── HostNotAllowed  a URL the host policy refuses to send a token to
+    │   │   ├── HostNotAllowed  a URL the host policy refuses to send a token to
+    │   │   └── ReauthorizationNeeded  a company's refresh token refused: connect it again
     │   └── FetchDeferred       the request budget says wait; no attempt was made
     └── SinkError               a delivery failed (``permanent`` or retried)
 
@@ -93,6 +94,12 @@ class PermanentFetch(FetchError):
 
 class HostNotAllowed(PermanentFetch):
     """A URL that is not on an allowed Concur host: the token is never sent there."""
+
+
+class ReauthorizationNeeded(PermanentFetch):
+    """Concur refused a company's refresh token (`invalid_grant`): nothing is fetched for that
+    company until an administrator connects it again (`company connect`), which requeues its
+    notifications that failed for this reason."""
 
 
 class FetchDeferred(FetchError):

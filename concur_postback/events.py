@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -118,15 +119,26 @@ def build_event(
     )
 
 
-def build_ess_event(record: Record, ess: EssEvent) -> Event:
-    """An ESS event of a topic this version does not fetch: delivered as Concur sent it."""
+_AS_SENT: Any = object()
+
+
+def build_ess_event(
+    record: Record,
+    ess: EssEvent,
+    *,
+    kind: Kind = Kind.EVENT,
+    data: Any = _AS_SENT,
+    fetched_at: str | None = None,
+) -> Event:
+    """An ESS event's event: by default the event as Concur sent it (kind ``event``); with ``kind``
+    and ``data``, what was fetched for it (``None``: nothing to fetch, such as a deletion)."""
     login = ess.facts.get("loginId")
     return Event(
         id="evt_" + hashlib.sha256(f"ess\x1f{ess.id}".encode()).hexdigest()[:32],
-        kind=Kind.EVENT.value,
+        kind=kind.value,
         event_type=ess.event_type,
         received_at=iso(record.received_ms),
-        fetched_at=None,
+        fetched_at=fetched_at,
         notification_id=record.id,
         request_id=record.request_id,
         subject=record.subject,
@@ -136,7 +148,7 @@ def build_ess_event(record: Record, ess: EssEvent) -> Event:
         trip_id=None,
         object_uri=None,
         event_time=ess.timestamp,
-        data=ess.as_sent(),
+        data=ess.as_sent() if data is _AS_SENT else data,
         source=ESS,
         topic=ess.topic,
         ess_event_id=ess.id,

@@ -47,6 +47,11 @@ DEAD_PREFIX = PREFIX + "dead:"
 SINK_NAMES_KEY = PREFIX + "sinks"
 SINK_LIVE_PREFIX = PREFIX + "sink-live:"
 
+# --- company tokens (companies.py): the company commands and the workers ---------------------------------
+COMPANIES_KEY = PREFIX + "companies"
+COMPANY_PREFIX = PREFIX + "company:"
+COMPANY_LOCK_PREFIX = PREFIX + "company-lock:"
+
 # --- shared by the workers --------------------------------------------------------------------------------
 BUDGET_PREFIX = PREFIX + "budget:"
 SWEEP_LOCK_KEY = PREFIX + "sweep:lock"
@@ -186,6 +191,21 @@ SCHEMA = (
         (
             KeySpec(SWEEP_LOCK_KEY, "string", "EX one sweep interval", "the worker sweeping expired state"),
             KeySpec(SWEEP_CURSOR_KEY, "string", "EX 1 h", "where the sweep's walk through pending stopped"),
+        ),
+    ),
+    Section(
+        "company commands, workers (companies.py)",
+        (
+            KeySpec(COMPANIES_KEY, "set of company ids", "none", "the connected companies (`company list`)"),
+            KeySpec(
+                COMPANY_PREFIX + "<company>",
+                "hash",
+                "none",
+                "sealed refresh and access tokens, geolocation, state",
+            ),
+            KeySpec(
+                COMPANY_LOCK_PREFIX + "<company>", "string", "PX 30 s", "the worker refreshing its token"
+            ),
         ),
     ),
 )

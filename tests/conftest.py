@@ -27,6 +27,7 @@ from redis import Redis
 
 from concur_postback import inbox, logs
 from concur_postback.concur.notification import Kind, OAuthToken, Postback
+from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.config import Settings, load_settings
 from concur_postback.embedded import EmbeddedRedis
 from concur_postback.events import Event
@@ -303,6 +304,9 @@ def pipeline(
     ess_keys.write_bytes(process_signer().public_pem())
     settings = make_settings(
         ess_public_keys=ess_keys,
+        concur_client_id="client-1",
+        concur_client_secret="client-secret-1",
+        concur_token_url=simulator.url + TOKEN_PATH,
         concur_base_url=simulator.url,
         concur_allowed_hosts=[],
         sinks=f"file://{events_file}",

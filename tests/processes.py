@@ -86,8 +86,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def kill_leftovers() -> None:

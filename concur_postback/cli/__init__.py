@@ -20,6 +20,7 @@ _COMMANDS = {
     "unsubscribe": "concur_postback.cli.concur:unsubscribe",
     "backfill": "concur_postback.cli.concur:backfill",
     "failed": "concur_postback.cli.failed:failed",
+    "company": "concur_postback.cli.company:company",
     "rekey": "concur_postback.cli.keys:rekey",
     "genkey": "concur_postback.cli.keys:genkey",
 }

@@ -122,14 +122,22 @@ class ConcurClient:
         return await self.get(url, token, params, kind.value)
 
     async def get(
-        self, url: str, token: OAuthToken, params: dict[str, str] | None = None, kind: str = "other"
+        self,
+        url: str,
+        token: OAuthToken,
+        params: dict[str, str] | None = None,
+        kind: str = "other",
+        *,
+        scheme: str | None = None,
     ) -> bytes:
-        """GET ``url`` with the token, once; ``kind`` labels the request's metrics."""
+        """GET ``url`` with the token, once; ``kind`` labels the request's metrics; ``scheme`` the
+        Authorization scheme (default CONCUR_AUTH_SCHEME; company JWTs are ``Bearer``)."""
         host = self._host_of(url)
+        headers = self._headers(token, scheme=scheme)
         async with self._slot(host):
             started = time.perf_counter()
             try:
-                response = await self._http.get(url, params=params, headers=self._headers(token))
+                response = await self._http.get(url, params=params, headers=headers)
             except NETWORK_ERRORS as exc:
                 failure = _network_failure(exc)
                 self._observe(kind, failure.outcome, time.perf_counter() - started)
@@ -141,6 +149,23 @@ class ConcurClient:
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
             await self._budget.pause(host, retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)
         return _content_or_raise(response)
+
+    async def post_form(self, url: str, form: dict[str, str], kind: str = "token") -> tuple[int, bytes]:
+        """POST a form without a token (the OAuth2 token service: the credentials are in the form),
+        under the host policy, budget and in-flight limit as for `get`; (status, body) whatever the
+        status. Network failures raise RetryableFetch."""
+        host = self._host_of(url)
+        async with self._slot(host):
+            started = time.perf_counter()
+            try:
+                response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
+            except NETWORK_ERRORS as exc:
+                failure = _network_failure(exc)
+                self._observe(kind, failure.outcome, time.perf_counter() - started)
+                raise failure from None
+        status = response.status_code
+        self._observe(kind, "ok" if 200 <= status < 300 else f"http_{status}", time.perf_counter() - started)
+        return status, response.content
 
     async def post(
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, body: bytes = b""
@@ -173,8 +198,8 @@ class ConcurClient:
                 await asyncio.sleep(wait)
             yield
 
-    def _headers(self, token: OAuthToken, **extra: str) -> dict[str, str]:
-        authorization = f"{self._settings.concur_auth_scheme} {token.value}"
+    def _headers(self, token: OAuthToken, scheme: str | None = None, **extra: str) -> dict[str, str]:
+        authorization = f"{scheme or self._settings.concur_auth_scheme} {token.value}"
         return {"Authorization": authorization, "Accept": "application/xml", **extra}
 
 

@@ -13,12 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.concur.redaction import mask
 from concur_postback.concur.subscriptions import TYPES as SUBSCRIPTION_TYPES
-from concur_postback.simulator import documents
+from concur_postback.simulator import documents, oauth
 from concur_postback.simulator.company import DEFAULT_SEED, DEFAULT_TRAVELLERS, Company, generate_company
 from concur_postback.simulator.documents import XML, Paging
 from concur_postback.simulator.faults import Fault, Gate, RateLimit, SeenRequest
+from concur_postback.simulator.oauth import TokenService
 
 PROFILE_PAGE_MAX = 200
 
@@ -39,9 +41,16 @@ def create_simulator(
 ) -> Starlette:
     """``on_request`` is called with every API request as it arrives (tests await it); with
     ``max_rps``, requests above that rate are answered 429."""
-    gate = Gate(latency_ms=latency_ms, limit=RateLimit(max_rps) if max_rps else None, on_request=on_request)
+    tokens = TokenService()
+    gate = Gate(
+        latency_ms=latency_ms,
+        limit=RateLimit(max_rps) if max_rps else None,
+        on_request=on_request,
+        expired=tokens.expired,
+    )
     app = Starlette(routes=ROUTES)
     app.state.simulator = SimulatorState(gate, generate_company(travellers, seed))
+    app.state.tokens = tokens
     return app
 
 
@@ -229,6 +238,10 @@ ROUTES = [
     Route("/api/travelprofile/{version}/profile", profile, methods=["GET"]),
     Route("/api/travelprofile/v2.0/fop", fop, methods=["GET"]),
     *(Route(path, subscription, methods=["POST"]) for path in _SUBSCRIBE_PATHS),
+    Route(TOKEN_PATH, oauth.token, methods=["POST"]),
+    Route("/_simulator/clock", oauth.clock, methods=["POST"]),
+    Route("/_simulator/revoke", oauth.revoke, methods=["POST"]),
+    Route("/_simulator/grants", oauth.grants, methods=["GET"]),
     Route("/_simulator/faults", add_fault, methods=["POST"]),
     Route("/_simulator/faults", clear, methods=["DELETE"]),
     Route("/_simulator/requests", requests, methods=["GET"]),

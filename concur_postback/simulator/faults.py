@@ -77,6 +77,7 @@ class Gate:
     latency_ms: int = 0
     limit: RateLimit | None = None
     on_request: Callable[[SeenRequest], None] | None = None
+    expired: Callable[[str], bool] = lambda token: False  # a token the simulator issued, no longer valid
     faults: list[Fault] = field(default_factory=list)
     requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -87,7 +88,7 @@ class Gate:
         self.requests.append(seen)
         if self.on_request is not None:
             self.on_request(seen)
-        if scheme not in ("OAuth", "Bearer") or not token:
+        if scheme not in ("OAuth", "Bearer") or not token or (scheme == "Bearer" and self.expired(token)):
             seen.status = 401
             return seen, token, Response(error_document("Unauthorized", stamped=False), 401, media_type=XML)
         if self.limit is not None and not self.limit.take():

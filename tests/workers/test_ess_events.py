@@ -1,4 +1,4 @@
-"""ESS events end to end: real uvicorn, real Redis, a real RQ worker, the file sink."""
+"""ESS events end to end: real uvicorn, real Redis, a real RQ worker, the simulator, the file sink."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import jsonschema
 import orjson
 from redis import Redis
 
+from concur_postback.keys import COMPANY_PREFIX
 from concur_postback.tokens import TokenVault, generate_key
+from concur_postback.workers.failed import list_failed
 from concur_postback.workers.rekey import rekey
 from concur_postback.workers.status import collect
 from tests.conftest import CapturedLogs, Pipeline, Simulator
-from tests.service.test_ess import EVENT, USER
+from tests.processes import clean_env, cli
+from tests.service.test_ess import USER
 from tests.workers.test_pipeline import SCHEMA
 
+COMPANY = "6e2a6001-0b51-4c18-af0a-a86c3fb7874f"
+LOGIN = "cm+travel@example.com"
 UNKNOWN_TOPIC = orjson.dumps(
     {
         "id": "tb-1",
@@ -20,25 +25,60 @@ UNKNOWN_TOPIC = orjson.dumps(
         "eventType": "TravelBooked",
         "topic": "concur.travel.book",  # without its public. prefix, as some of Concur's samples
         "timeStamp": "2026-11-30T10:00:00.000Z",
-        "facts": {"userId": USER, "companyId": "c-1", "card": "4111 1111 1111 1111"},
+        "facts": {"userId": USER, "companyId": COMPANY, "card": "4111 1111 1111 1111"},
         "route": {"segment": 1},
     }
 )
 
 
-def test_an_ess_event_reaches_the_sink_once_as_concur_sent_it_with_its_envelope(
+def profile_event(ident: str, event_type: str = "TravelProfileUpdated") -> bytes:
+    return orjson.dumps(
+        {
+            "id": ident,
+            "correlationId": "corr-" + ident,
+            "eventType": event_type,
+            "topic": "public.concur.user.travel.profile",
+            "timeStamp": "2026-11-30T10:00:00.000Z",
+            "subtopic": USER,
+            "facts": {"loginId": LOGIN, "userId": USER, "companyId": COMPANY, "attributes": ["givenName"]},
+        }
+    )
+
+
+def company_cli(pipeline: Pipeline, *args: str, stdin: str | None = None) -> str:
+    settings = pipeline.settings
+    key = settings.token_encryption_key
+    env = clean_env(
+        REDIS_URL=str(settings.redis_url),
+        TOKEN_ENCRYPTION_KEY=key.get_secret_value() if key else "",
+        CONCUR_BASE_URL=settings.concur_base_url,
+        CONCUR_ALLOWED_HOSTS="",
+        CONCUR_CLIENT_ID="client-1",
+        CONCUR_CLIENT_SECRET="client-secret-1",
+        CONCUR_TOKEN_URL=settings.concur_token_url,
+    )
+    done = cli("company", *args, env=env, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def connect(pipeline: Pipeline) -> str:
+    """`company connect`, the request token on stdin as an operator would give it."""
+    return company_cli(
+        pipeline, "connect", "--company-id", COMPANY, "--request-token", "-", stdin="req-token-1\n"
+    )
+
+
+def test_an_event_of_a_topic_not_fetched_reaches_the_sink_once_as_concur_sent_it(
     pipeline: Pipeline, simulator: Simulator, redis: Redis, captured_logs: CapturedLogs
 ) -> None:
     first = pipeline.post_event(UNKNOWN_TOPIC)
     assert pipeline.post_event(UNKNOWN_TOPIC) == first  # a redelivery: the same notification
-    profile = pipeline.post_event(EVENT)
     pipeline.work()
 
-    events = {event["notification_id"]: event for event in pipeline.events()}
-    assert set(events) == {first, profile}
-    booked = events[first]
+    (booked,) = pipeline.events()
     jsonschema.validate(booked, SCHEMA)
-    assert booked["schema_version"] == 2
+    assert booked["schema_version"] == 2 and booked["notification_id"] == first
     assert (booked["source"], booked["kind"], booked["event_type"]) == ("ess", "event", "TravelBooked")
     assert (booked["topic"], booked["ess_event_id"], booked["correlation_id"]) == (
         "public.concur.travel.book",
@@ -46,25 +86,56 @@ def test_an_ess_event_reaches_the_sink_once_as_concur_sent_it_with_its_envelope(
         "corr-9",
     )
     assert (booked["company_id"], booked["user_id"], booked["event_time"]) == (
-        "c-1",
+        COMPANY,
         USER,
         "2026-11-30T10:00:00.000Z",
     )
     assert booked["data"]["route"] == {"segment": 1}  # unknown fields delivered
     assert booked["data"]["facts"]["card"] == "****1111"
-    assert events[profile]["login_id"] == "traveller@example.com"
-    assert simulator.requests() == []  # nothing this version fetches for them yet
+    assert booked["id"] == "evt_5da90e12621dbc79fc9ce4a1a2069d72"  # pinned: sinks dedupe on it
+    assert simulator.requests() == []
     assert collect(redis, pipeline.settings.queue_name)["pending"] == 0
     assert "4111 1111 1111 1111" not in pipeline.events_file.read_text() + captured_logs.text
 
 
-def test_an_ess_events_change_is_named_by_its_ess_id_whatever_notification_carried_it(
-    pipeline: Pipeline,
+def test_a_travel_profile_event_fetches_the_profile_v2_by_login_with_the_company_token(
+    pipeline: Pipeline, simulator: Simulator
 ) -> None:
-    pipeline.post_event(UNKNOWN_TOPIC)
+    assert f"connected company {COMPANY} ({simulator.url})" in connect(pipeline)
+    updated = pipeline.post_event(profile_event("tp-1"))
+    deleted = pipeline.post_event(profile_event("tp-2", "TravelProfileDeleted"))
     pipeline.work()
-    (event,) = pipeline.events()
-    assert event["id"] == "evt_5da90e12621dbc79fc9ce4a1a2069d72"  # pinned: sinks dedupe on it
+
+    events = {event["notification_id"]: event for event in pipeline.events()}
+    profile, gone = events[updated], events[deleted]
+    for event in (profile, gone):
+        jsonschema.validate(event, SCHEMA)
+    assert (profile["kind"], profile["source"], profile["login_id"]) == ("profile", "ess", LOGIN)
+    assert profile["data"]["login_id"] == LOGIN and profile["fetched_at"] is not None
+    assert (gone["kind"], gone["data"], gone["event_type"]) == ("profile", None, "TravelProfileDeleted")
+    (fetched,) = simulator.requests()  # the deletion fetches nothing
+    assert (fetched["path"], fetched["scheme"]) == ("/api/travelprofile/v2.0/profile", "Bearer")
+    assert fetched["query"] == {"userid_type": "login", "userid_value": LOGIN}
+    assert fetched["token"].startswith("****")
+
+
+def test_a_company_whose_refresh_is_refused_fails_its_events_until_connected_again(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    connect(pipeline)
+    simulator.client.post("/_simulator/revoke", json={"company": COMPANY}).raise_for_status()
+    redis.hset(COMPANY_PREFIX + COMPANY, "access_expires", 1)  # due for a refresh, which is refused
+    ident = pipeline.post_event(profile_event("tp-3"))
+    pipeline.work()
+    (failed,) = list_failed(redis)
+    assert failed.notification_id == ident and "needs re-authorisation" in failed.reason
+    listed = company_cli(pipeline, "list")
+    assert COMPANY in listed and "reauthorize" in listed and "sim-" not in listed
+
+    assert "requeued 1" in connect(pipeline)
+    pipeline.work()
+    assert [event["notification_id"] for event in pipeline.events()] == [ident]
+    assert list_failed(redis) == []
 
 
 def test_rekey_reseals_a_stored_ess_event(pipeline: Pipeline, redis: Redis) -> None:

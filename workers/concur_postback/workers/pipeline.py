@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from concur_postback import metrics
 from concur_postback.backoff import gave_up, next_try
+from concur_postback.companies import company_tokens
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.ess import parse_ess_event
 from concur_postback.concur.fop import FormOfPayment, parse_fop
@@ -45,11 +46,12 @@ from concur_postback.errors import (
     RetryableFetch,
     TokenDecryptionError,
 )
-from concur_postback.events import Event, FetchFailure, build_ess_event, build_event, now_iso
+from concur_postback.events import Event, FetchFailure, build_event, now_iso
 from concur_postback.inbox import ESS, Record
 from concur_postback.sinks import Sink
 from concur_postback.tokens import TokenVault
 from concur_postback.workers.deliveries import Deliveries
+from concur_postback.workers.ess_fetch import EssFetcher
 from concur_postback.workers.ledger import Claimed, Ledger
 from concur_postback.workers.sweeper import Sweeper
 
@@ -90,6 +92,7 @@ class NotificationProcessor:
         self.ledger = Ledger(redis, settings)
         self.deliveries = Deliveries(settings, redis, sinks, vault)
         self.sweeper = Sweeper(settings, redis, self.deliveries)
+        self._ess = EssFetcher(settings, client, company_tokens(redis, vault, client, settings))
         self._counters = metrics.notification_counters()
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -195,8 +198,9 @@ class NotificationProcessor:
 
     async def _event(self, record: Record) -> Event:
         if record.source == ESS:
-            sent = parse_ess_event(self._vault.open(record.payload or "", record.id))
-            return build_ess_event(record, sent.masked())
+            return await self._ess.event(
+                record, parse_ess_event(self._vault.open(record.payload or "", record.id))
+            )
         token = self._vault.decrypt(record.token, bound_to=record.id)
         user = None
         if record.userid_type and record.userid_value:
