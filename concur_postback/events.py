@@ -133,6 +133,9 @@ def build_ess_event(
     """An ESS event's event: by default the event as Concur sent it (kind ``event``); with ``kind``
     and ``data``, what was fetched for it (``None``: nothing to fetch, such as a deletion)."""
     login = ess.facts.get("loginId")
+    if not isinstance(login, str):
+        login = getattr(data, "login_id", None)  # whose trip: the fetched trip says
+    trip = ess.facts.get("id") if kind is Kind.ITINERARY else None
     return Event(
         id="evt_" + hashlib.sha256(f"ess\x1f{ess.id}".encode()).hexdigest()[:32],
         kind=kind.value,
@@ -145,7 +148,7 @@ def build_ess_event(
         login_id=login if isinstance(login, str) else None,
         userid_type=None,
         userid_value=None,
-        trip_id=None,
+        trip_id=trip if isinstance(trip, str) else None,
         object_uri=None,
         event_time=ess.timestamp,
         data=ess.as_sent() if data is _AS_SENT else data,

@@ -129,11 +129,14 @@ class ConcurClient:
         kind: str = "other",
         *,
         scheme: str | None = None,
+        accept: str = "application/xml",
+        headers: dict[str, str] | None = None,
     ) -> bytes:
         """GET ``url`` with the token, once; ``kind`` labels the request's metrics; ``scheme`` the
-        Authorization scheme (default CONCUR_AUTH_SCHEME; company JWTs are ``Bearer``)."""
+        Authorization scheme (default CONCUR_AUTH_SCHEME; company JWTs are ``Bearer``); ``headers``
+        more headers (the v4 APIs take Concur's correlation id)."""
         host = self._host_of(url)
-        headers = self._headers(token, scheme=scheme)
+        headers = {**self._headers(token, scheme=scheme), "Accept": accept, **(headers or {})}
         async with self._slot(host):
             started = time.perf_counter()
             try:

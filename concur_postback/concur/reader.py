@@ -12,8 +12,8 @@ decides the rules every document shares:
   one `Redaction` step (card numbers to their last four, card fields always, CVVs hidden).
 
 Values stay the stripped text Concur sent: dates and amounts are text (no float rounding, no guessing
-at zones). Nodes come from `xml.XmlNode`; a JSON document needs only another `Node` to share the
-records and the redaction.
+at zones). Nodes come from `xml.XmlNode` or, for the v4 APIs' JSON, `json_node.JsonNode`: both
+share the records and the redaction.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ _DERIVED = "concur.derived"  # ... or computed from the fields read before it
 
 
 class Node(Protocol):
-    """One element of a document as the reader sees it (an XML element or attribute)."""
+    """One element of a document as the reader sees it (an XML element or attribute, a JSON value)."""
+
+    listed: bool  # one element of a JSON array written for a container: an item of that container
 
     @property
     def name(self) -> str:
@@ -342,7 +344,7 @@ def _items(
     boxes = {name.lower() for name in containers}
     made: list[object] = []
     for node in reading.elements(containers + tuple(item_names)):
-        if node.name.lower() not in boxes:  # an item outside any container
+        if node.name.lower() not in boxes or node.listed:  # an item outside any container, or in an array
             made.append(make(node, reading.redaction))
             continue
         strays: dict[str, JSON] = {}
@@ -378,6 +380,7 @@ class Leaf:
     record does not have."""
 
     __slots__ = ("_value", "key", "name")
+    listed = False
 
     def __init__(self, name: str = "", value: str = "", key: str | None = None) -> None:
         self.name, self._value, self.key = name, value, name if key is None else key

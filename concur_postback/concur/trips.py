@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from concur_postback.concur.json_node import parse_json
 from concur_postback.concur.reader import JSON, count, element_kind, flag, items, read, records, text
 from concur_postback.concur.trip_segments import (
     SEGMENT_KINDS,
@@ -149,3 +150,8 @@ class Trip:
 def parse_trip(data: bytes) -> Trip:
     """Read a fetched trip; InvalidDocument if it is malformed or not an `<Itinerary>`."""
     return read(Trip, parse(data, "Itinerary"))
+
+
+def parse_trip_v4(data: bytes) -> Trip:
+    """Read an Itinerary v4 trip (JSON, the v1.1 names); InvalidDocument if it is not one."""
+    return read(Trip, parse_json(data))

@@ -86,6 +86,7 @@ class XmlNode:
     """An element for `reader.read`: children and attributes by local name, any case, each taken once."""
 
     __slots__ = ("_attributes", "_children", "_element", "_own_text_taken", "_taken", "name")
+    listed = False  # XML repeats an element instead
 
     def __init__(self, element: etree._Element) -> None:
         self._element = element

@@ -109,6 +109,21 @@ async def trip(request: Request) -> Response:
     return await _document(request, "trip", TRIP_ID=request.path_params["trip_id"])
 
 
+async def trip_v4(request: Request) -> Response:
+    """Itinerary v4: JSON, company tokens (Bearer) only."""
+    seen, token, early = await _state(request).gate.admit(request)
+    if early is not None:
+        return early
+    if seen.scheme != "Bearer":
+        seen.status = 401
+        return JSONResponse({"error": "Itinerary v4 takes a company token (Bearer)"}, 401)
+    seen.status = 200
+    body = documents.from_template(
+        "itinerary_v4", TRIP_URL=str(request.url), LOGIN_ID=f"traveller-{token[-6:]}@example.com"
+    )
+    return Response(body, media_type="application/json")
+
+
 async def profile(request: Request) -> Response:
     v1 = "/v1.0/" in request.url.path
     if v1 and "lastmodifieddate" in _params(request):  # v1 lists summaries at the profile URL
@@ -234,6 +249,7 @@ ROUTES = [
     Route("/api/travel/trip/v1.1/", trip_summaries, methods=["GET"]),
     Route("/api/travel/trip/v1.1", trip_summaries, methods=["GET"]),
     Route("/api/travel/trip/v1.1/{trip_id}", trip, methods=["GET"]),
+    Route("/travel/v4/trips/{trip_id}", trip_v4, methods=["GET"]),
     Route("/api/travelprofile/v2.0/summary", profile_summaries, methods=["GET"]),
     Route("/api/travelprofile/{version}/profile", profile, methods=["GET"]),
     Route("/api/travelprofile/v2.0/fop", fop, methods=["GET"]),

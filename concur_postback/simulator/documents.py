@@ -21,8 +21,10 @@ XML = "application/xml"
 TRIP_NS = "http://www.concursolutions.com/api/travel/trip/2010/06"
 # Next to this module (importlib.resources does not read namespace packages such as this one).
 _DATA = Path(__file__).resolve().parent / "data"
-TEMPLATE_NAMES = ("trip", "profile_v1", "profile_v2", "fop")
-TEMPLATES = {name: (_DATA / f"{name}.xml").read_text() for name in TEMPLATE_NAMES}
+# The documented examples, by name: trip, profile_v1, profile_v2, fop (XML), itinerary_v4 (JSON).
+TEMPLATES = {
+    path.stem: path.read_text() for path in sorted(_DATA.iterdir()) if path.suffix in (".xml", ".json")
+}
 
 _TRIP = ElementMaker(namespace=TRIP_NS, nsmap={None: TRIP_NS})
 

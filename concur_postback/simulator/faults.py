@@ -48,6 +48,7 @@ class SeenRequest:
     query: dict[str, str]
     scheme: str
     token: str
+    correlation_id: str | None = None  # the concur-correlationid a v4 call forwarded
     status: int = 0
     at: float = field(default_factory=time.time)
 
@@ -84,7 +85,14 @@ class Gate:
     async def admit(self, request: Request) -> tuple[SeenRequest, str, Response | None]:
         """Record the request, check the token, apply faults and latency; a Response ends it early."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        seen = SeenRequest(request.method, request.url.path, dict(request.query_params), scheme, mask(token))
+        seen = SeenRequest(
+            request.method,
+            request.url.path,
+            dict(request.query_params),
+            scheme,
+            mask(token),
+            request.headers.get("concur-correlationid"),
+        )
         self.requests.append(seen)
         if self.on_request is not None:
             self.on_request(seen)

@@ -145,3 +145,60 @@ def test_rekey_reseals_a_stored_ess_event(pipeline: Pipeline, redis: Redis) -> N
     vault = TokenVault(generate_key(), old.get_secret_value())
     assert rekey(redis, vault)["notifications"].resealed == 1
     assert rekey(redis, vault)["notifications"].current == 1
+
+
+def itinerary_event(ident: str, event_type: str, trip: str, href: str | None) -> bytes:
+    facts: dict[str, object] = {"id": trip, "userId": USER, "companyId": COMPANY}
+    if href is not None:
+        facts["hrefs"] = {"v4": href}
+    return orjson.dumps(
+        {
+            "id": ident,
+            "correlationId": "corr-" + ident,
+            "eventType": event_type,
+            "topic": "public.concur.travel.itinerary",
+            "timeStamp": "2026-11-30T10:00:00.000Z",
+            "facts": facts,
+        }
+    )
+
+
+def test_an_itinerary_event_fetches_the_v4_trip_as_json_into_the_trip_record(
+    pipeline: Pipeline, simulator: Simulator
+) -> None:
+    connect(pipeline)
+    href = f"{simulator.url}/travel/v4/trips/trip-a"
+    created = pipeline.post_event(itinerary_event("it-1", "ItineraryCreated", "trip-a", href))
+    updated = pipeline.post_event(itinerary_event("it-2", "ItineraryUpdated", "trip-b", None))
+    deleted = pipeline.post_event(itinerary_event("it-3", "ItineraryDeleted", "trip-c", None))
+    pipeline.work()
+
+    events = {event["notification_id"]: event for event in pipeline.events()}
+    for event in events.values():
+        jsonschema.validate(event, SCHEMA)
+    trip = events[created]
+    assert (trip["kind"], trip["trip_id"], trip["event_type"]) == ("itinerary", "trip-a", "ItineraryCreated")
+    assert trip["data"]["id"] == href and trip["data"]["name"].startswith("My Random Trip")
+    segment = trip["data"]["bookings"][0]["segments"][0]
+    assert (segment["kind"], segment["start_city_code"], segment["end_city_code"]) == ("Air", "IAD", "DEN")
+    assert segment["extra"]["CarbonEmissionLbs"] == "5470"  # what the record does not model, kept
+    assert trip["login_id"] == trip["data"]["user_login_id"]
+    assert events[updated]["trip_id"] == "trip-b" and events[updated]["data"]["bookings"]
+    assert (events[deleted]["kind"], events[deleted]["data"]) == ("itinerary", None)
+    fetched = {r["path"]: r for r in simulator.requests()}
+    assert set(fetched) == {"/travel/v4/trips/trip-a", "/travel/v4/trips/trip-b"}  # none for the deletion
+    assert fetched["/travel/v4/trips/trip-a"]["correlation_id"] == "corr-it-1"
+    assert fetched["/travel/v4/trips/trip-b"]["scheme"] == "Bearer"
+
+
+def test_an_href_off_concurs_hosts_is_never_sent_the_company_token(
+    pipeline: Pipeline, simulator: Simulator, redis: Redis
+) -> None:
+    connect(pipeline)
+    ident = pipeline.post_event(
+        itinerary_event("it-9", "ItineraryUpdated", "t", "https://evil.example/steal")
+    )
+    pipeline.work()
+    (failed,) = list_failed(redis)
+    assert failed.notification_id == ident and "refusing to send a token" in failed.reason
+    assert simulator.requests() == []
