@@ -102,7 +102,7 @@ class JsonNode:
             return self._plain(set())
         if isinstance(self._value, list):
             return [JsonNode(self.name, item).data() for item in self._value]
-        return _text(self._value) or ""
+        return None if self._value is None else _text(self._value) or ""  # null stays null
 
     def rest(self) -> dict[str, JSON]:
         return self._plain(self._taken) if isinstance(self._value, dict) else {}

@@ -31,6 +31,7 @@ class Kind(StrEnum):
     ITINERARY = "itinerary"
     FOP = "fop"
     PROFILE = "profile"
+    IDENTITY = "identity"  # an Identity v4 user, fetched for an ESS identity event
     EVENT = "event"  # an ESS event, delivered as Concur sent it
 
 

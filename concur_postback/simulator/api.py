@@ -109,19 +109,33 @@ async def trip(request: Request) -> Response:
     return await _document(request, "trip", TRIP_ID=request.path_params["trip_id"])
 
 
-async def trip_v4(request: Request) -> Response:
-    """Itinerary v4: JSON, company tokens (Bearer) only."""
+async def _company_call(request: Request, api: str) -> tuple[str, Response | None]:
+    """Admit a v4 call: company tokens (Bearer) only. (The token, or the early answer.)"""
     seen, token, early = await _state(request).gate.admit(request)
+    if early is None and seen.scheme != "Bearer":
+        seen.status = 401
+        return token, JSONResponse({"error": f"{api} takes a company token (Bearer)"}, 401)
+    seen.status = seen.status or 200
+    return token, early
+
+
+async def trip_v4(request: Request) -> Response:
+    token, early = await _company_call(request, "Itinerary v4")
     if early is not None:
         return early
-    if seen.scheme != "Bearer":
-        seen.status = 401
-        return JSONResponse({"error": "Itinerary v4 takes a company token (Bearer)"}, 401)
-    seen.status = 200
-    body = documents.from_template(
-        "itinerary_v4", TRIP_URL=str(request.url), LOGIN_ID=f"traveller-{token[-6:]}@example.com"
-    )
+    login = f"traveller-{token[-6:]}@example.com"
+    body = documents.from_template("itinerary_v4", TRIP_URL=str(request.url), LOGIN_ID=login)
     return Response(body, media_type="application/json")
+
+
+async def identity_v4(request: Request) -> Response:
+    _, early = await _company_call(request, "Identity v4")
+    if early is not None:
+        return early
+    user = request.path_params["user_id"]
+    login = f"user-{user[:8]}@example.com"
+    body = documents.from_template("identity_v4", USER_ID=user, USER_URL=str(request.url), LOGIN_ID=login)
+    return Response(body, media_type="application/scim+json")
 
 
 async def profile(request: Request) -> Response:
@@ -250,6 +264,7 @@ ROUTES = [
     Route("/api/travel/trip/v1.1", trip_summaries, methods=["GET"]),
     Route("/api/travel/trip/v1.1/{trip_id}", trip, methods=["GET"]),
     Route("/travel/v4/trips/{trip_id}", trip_v4, methods=["GET"]),
+    Route("/profile/identity/v4/Users/{user_id}", identity_v4, methods=["GET"]),
     Route("/api/travelprofile/v2.0/summary", profile_summaries, methods=["GET"]),
     Route("/api/travelprofile/{version}/profile", profile, methods=["GET"]),
     Route("/api/travelprofile/v2.0/fop", fop, methods=["GET"]),

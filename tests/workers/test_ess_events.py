@@ -202,3 +202,49 @@ def test_an_href_off_concurs_hosts_is_never_sent_the_company_token(
     (failed,) = list_failed(redis)
     assert failed.notification_id == ident and "refusing to send a token" in failed.reason
     assert simulator.requests() == []
+
+
+def identity_event(ident: str, event_type: str, topic: str, href: str | None) -> bytes:
+    facts: dict[str, object] = {"originator": "com.concur.profile", "companyId": COMPANY, "userId": USER}
+    if href is not None:
+        facts["userHref"] = href
+    return orjson.dumps(
+        {
+            "id": ident,
+            "correlationId": "c-" + ident,
+            "eventType": event_type,
+            "topic": topic,
+            "timeStamp": "2020-13-16T18:08:51.309Z",  # as impossible as in Concur's own sample
+            "subtopic": USER,
+            "facts": facts,
+        }
+    )
+
+
+def test_identity_events_of_either_topic_name_fetch_the_identity_v4_user(
+    pipeline: Pipeline, simulator: Simulator
+) -> None:
+    connect(pipeline)
+    href = f"{simulator.url}/profile/identity/v4/Users/{USER}"
+    created = pipeline.post_event(
+        identity_event("id-1", "IdentityProfileCreated", "public.concur.profile.identity", href)
+    )
+    updated = pipeline.post_event(
+        identity_event("id-2", "IdentityProfileUpdated", "concur.user.profile.identity", None)
+    )
+    deleted = pipeline.post_event(
+        identity_event("id-3", "IdentityProfileDeleted", "public.concur.profile.identity", href)
+    )
+    pipeline.work()
+
+    events = {event["notification_id"]: event for event in pipeline.events()}
+    for event in events.values():
+        jsonschema.validate(event, SCHEMA)
+    user = events[created]
+    assert (user["kind"], user["data"]["id"], user["data"]["display_name"]) == ("identity", USER, "John Doe")
+    assert user["data"]["name"]["family_name"] == "Doe" and user["data"]["emails"][0]["type"] == "work"
+    assert user["login_id"] == user["data"]["user_name"] == f"user-{USER[:8]}@example.com"
+    assert user["data"]["extra"]["localeOverrides"]["preferenceDistance"] == "mile"
+    assert events[updated]["topic"] == "public.concur.user.profile.identity" and events[updated]["data"]
+    assert (events[deleted]["kind"], events[deleted]["data"]) == ("identity", None)
+    assert [r["path"] for r in simulator.requests()] == [f"/profile/identity/v4/Users/{USER}"] * 2

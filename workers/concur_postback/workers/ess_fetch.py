@@ -9,6 +9,9 @@
   geolocation `/travel/v4/trips/{facts.id}`) with Concur's correlation id, read by the XML trips' own
   records (kind `itinerary`; a cancelled trip Concur no longer has is delivered without data, as for
   postbacks); `ItineraryDeleted`/`Anonymized` fetch nothing (``data: null``).
+* the identity topic (`public.concur.user.profile.identity`; Concur's samples also say
+  `public.concur.profile.identity`): `IdentityProfileCreated`/`Updated` fetch the Identity v4 user
+  at `facts.userHref` (kind `identity`); `IdentityProfileDeleted` fetches nothing.
 * Every other topic is delivered as Concur sent it (kind `event`), never dropped.
 
 A fetch fails the way a postback's does (the same retry horizon and permanent causes); a company whose
@@ -22,6 +25,7 @@ from urllib.parse import quote
 from concur_postback.companies import CompanyTokens
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.ess import EssEvent
+from concur_postback.concur.identity import parse_identity
 from concur_postback.concur.notification import Kind
 from concur_postback.concur.profiles import parse_profile
 from concur_postback.concur.trips import parse_trip_v4
@@ -33,6 +37,9 @@ from concur_postback.inbox import Record
 ITINERARY_TOPIC = "public.concur.travel.itinerary"
 ITINERARY_FETCHED = frozenset(("ItineraryCreated", "ItineraryUpdated", "ItineraryCancelled"))
 ITINERARY_GONE = frozenset(("ItineraryDeleted", "ItineraryAnonymized"))
+IDENTITY_TOPICS = frozenset(("public.concur.user.profile.identity", "public.concur.profile.identity"))
+IDENTITY_FETCHED = frozenset(("IdentityProfileCreated", "IdentityProfileUpdated"))
+IDENTITY_DELETED = "IdentityProfileDeleted"
 PROFILE_TOPIC = "public.concur.user.travel.profile"
 PROFILE_FETCHED = frozenset(("TravelProfileCreated", "TravelProfileUpdated"))
 PROFILE_DELETED = "TravelProfileDeleted"
@@ -52,6 +59,10 @@ class EssFetcher:
             return await self._trip(record, sent)
         if sent.topic == ITINERARY_TOPIC and sent.event_type in ITINERARY_GONE:
             return build_ess_event(record, sent, kind=Kind.ITINERARY, data=None)
+        if sent.topic in IDENTITY_TOPICS and sent.event_type in IDENTITY_FETCHED:
+            return await self._identity(record, sent)
+        if sent.topic in IDENTITY_TOPICS and sent.event_type == IDENTITY_DELETED:
+            return build_ess_event(record, sent, kind=Kind.IDENTITY, data=None)
         if sent.topic == PROFILE_TOPIC and sent.event_type in PROFILE_FETCHED:
             return await self._profile(record, sent)
         if sent.topic == PROFILE_TOPIC and sent.event_type == PROFILE_DELETED:
@@ -83,6 +94,16 @@ class EssFetcher:
             raise
         trip = parse_trip_v4(body)
         return build_ess_event(record, sent, kind=Kind.ITINERARY, data=trip, fetched_at=now_iso())
+
+    async def _identity(self, record: Record, sent: EssEvent) -> Event:
+        href, user, company = sent.facts.get("userHref"), sent.user_id, sent.company_id
+        where = href if isinstance(href, str) and href else None
+        if where is None and user is not None:
+            where = "/profile/identity/v4/Users/" + quote(user, safe="")
+        if where is None or company is None:
+            raise PermanentFetch(f"{sent.event_type} without facts.userHref (or userId) and companyId")
+        identity = parse_identity(await self._get(company, where, Kind.IDENTITY, accept=JSON))
+        return build_ess_event(record, sent, kind=Kind.IDENTITY, data=identity, fetched_at=now_iso())
 
     async def _get(
         self,
