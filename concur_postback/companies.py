@@ -31,7 +31,7 @@ from concur_postback.concur.oauth import Grant, refresh_company
 from concur_postback.config import Settings
 from concur_postback.connections import text
 from concur_postback.errors import ConfigurationError, ReauthorizationNeeded, RetryableFetch
-from concur_postback.keys import COMPANIES_KEY, COMPANY_LOCK_PREFIX, COMPANY_PREFIX
+from concur_postback.keys import COMPANIES_KEY, COMPANY_LOCK_PREFIX, COMPANY_PREFIX, REAUTHORIZE_KEY
 from concur_postback.tokens import TokenVault
 
 CONNECTED, REAUTHORIZE = "connected", "reauthorize"
@@ -103,6 +103,7 @@ def save_grant(redis: Redis, vault: TokenVault, company: str, grant: Grant) -> N
     with redis.pipeline() as pipe:
         pipe.hset(COMPANY_PREFIX + company, mapping=_fields(vault, company, grant))
         pipe.sadd(COMPANIES_KEY, company)
+        pipe.srem(REAUTHORIZE_KEY, company)
         pipe.execute()
 
 
@@ -124,6 +125,7 @@ def add_refresh_token(
         pipe.delete(COMPANY_PREFIX + company)
         pipe.hset(COMPANY_PREFIX + company, mapping=fields)
         pipe.sadd(COMPANIES_KEY, company)
+        pipe.srem(REAUTHORIZE_KEY, company)
         pipe.execute()
 
 
@@ -131,7 +133,8 @@ def remove_company(redis: Redis, company: str) -> bool:
     with redis.pipeline() as pipe:
         pipe.delete(COMPANY_PREFIX + company, COMPANY_LOCK_PREFIX + company)
         pipe.srem(COMPANIES_KEY, company)
-        removed, _ = pipe.execute()[:2]
+        pipe.srem(REAUTHORIZE_KEY, company)
+        removed = pipe.execute()[0]
     return bool(removed)
 
 
@@ -225,7 +228,10 @@ class CompanyTokens:
             grant = await self._refresh(refresh, _geolocation(stored))
         except ReauthorizationNeeded as exc:
             fields: Fields = {"state": REAUTHORIZE, "reason": str(exc), "updated": time.time()}
-            await self._redis.hset(COMPANY_PREFIX + company, mapping=fields)
+            async with self._redis.pipeline() as pipe:
+                pipe.hset(COMPANY_PREFIX + company, mapping=fields)
+                pipe.sadd(REAUTHORIZE_KEY, company)
+                await pipe.execute()
             raise ReauthorizationNeeded(reauthorization_reason(company)) from None
         await self._redis.hset(
             COMPANY_PREFIX + company, mapping=_fields(self._vault, company, grant, sealed_refresh)

@@ -17,6 +17,7 @@ from concur_postback.keys import (
     LEASED_KEY,
     PENDING_KEY,
     PUMPING_KEY,
+    REAUTHORIZE_KEY,
     RETRY_KEY,
     SINK_NAMES_KEY,
     SINK_RETRY_PREFIX,
@@ -42,7 +43,7 @@ return {{
   redis.call('ZCARD', '{FAILED_KEY}'),
   redis.call('LLEN', ARGV[1]) + redis.call('LLEN', ARGV[1] .. '{RQ_INTERMEDIATE_SUFFIX}'),
   redis.call('ZCARD', ARGV[2]) - redis.call('ZCOUNT', ARGV[2], 0, ARGV[3]),
-  redis.call('ZCARD', '{DEAD_KEY}'), sink_retries,
+  redis.call('ZCARD', '{DEAD_KEY}'), sink_retries, redis.call('SCARD', '{REAUTHORIZE_KEY}'),
 }}
 """
 
@@ -59,6 +60,7 @@ class Depths:
     jobs_failed: int  # RQ's failed registry (a bug, or a job that timed out)
     dead_letters: int
     sink_retries: int  # deliveries waiting for (or in) a retry, all sinks
+    companies_to_reauthorize: int  # Concur refused their refresh token: `company connect` again
 
     def oldest_pending_seconds(self, now: float) -> float | None:
         return None if self.oldest_pending_ms is None else max(0.0, now - self.oldest_pending_ms / 1000)

@@ -51,6 +51,7 @@ SINK_LIVE_PREFIX = PREFIX + "sink-live:"
 COMPANIES_KEY = PREFIX + "companies"
 COMPANY_PREFIX = PREFIX + "company:"
 COMPANY_LOCK_PREFIX = PREFIX + "company-lock:"
+REAUTHORIZE_KEY = PREFIX + "companies:reauthorize"
 
 # --- shared by the workers --------------------------------------------------------------------------------
 BUDGET_PREFIX = PREFIX + "budget:"
@@ -197,6 +198,7 @@ SCHEMA = (
         "company commands, workers (companies.py)",
         (
             KeySpec(COMPANIES_KEY, "set of company ids", "none", "the connected companies (`company list`)"),
+            KeySpec(REAUTHORIZE_KEY, "set of company ids", "none", "those Concur refused a refresh"),
             KeySpec(
                 COMPANY_PREFIX + "<company>",
                 "hash",

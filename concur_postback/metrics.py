@@ -177,7 +177,12 @@ class QueueDepthCollector(Collector):
             "Age of the oldest accepted notification not yet handed over or failed (0 when none).",
             value=depths.oldest_pending_seconds(now) or 0.0,
         )
-        return [depth, age]
+        companies = GaugeMetricFamily(
+            f"{NAMESPACE}_companies_to_reauthorize",
+            "Companies whose refresh token Concur refused: their ESS events fail until `company connect`.",
+            value=depths.companies_to_reauthorize,
+        )
+        return [depth, age, companies]
 
 
 QUEUES = (

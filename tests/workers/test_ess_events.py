@@ -131,11 +131,13 @@ def test_a_company_whose_refresh_is_refused_fails_its_events_until_connected_aga
     assert failed.notification_id == ident and "needs re-authorisation" in failed.reason
     listed = company_cli(pipeline, "list")
     assert COMPANY in listed and "reauthorize" in listed and "sim-" not in listed
+    assert collect(redis, pipeline.settings.queue_name)["companies_to_reauthorize"] == 1
 
     assert "requeued 1" in connect(pipeline)
     pipeline.work()
     assert [event["notification_id"] for event in pipeline.events()] == [ident]
     assert list_failed(redis) == []
+    assert collect(redis, pipeline.settings.queue_name)["companies_to_reauthorize"] == 0
 
 
 def test_rekey_reseals_a_stored_ess_event(pipeline: Pipeline, redis: Redis) -> None:

@@ -56,7 +56,7 @@ class Snapshot:
 def depths(settings: Settings) -> dict[str, float]:
     collector = metrics.QueueDepthCollector(settings.redis_url or "", settings.queue_name)
     try:
-        [family, _] = collector.collect()
+        family, *_ = collector.collect()
     finally:
         collector.close()
     return {sample.labels["queue"]: sample.value for sample in family.samples}

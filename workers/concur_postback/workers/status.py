@@ -27,6 +27,7 @@ def collect(redis: Redis, queue_name: str) -> dict[str, Any]:
         "in_progress": depths.in_progress,
         "fetch_retries": depths.fetch_retries,
         "failed_notifications": depths.failed_notifications,
+        "companies_to_reauthorize": depths.companies_to_reauthorize,
         "jobs": {
             "queued": depths.jobs_queued,
             # Read-only: RQ's `count` would first clean the registries (re-queue abandoned jobs, and
@@ -51,6 +52,8 @@ def render(status: dict[str, Any]) -> str:
         f"  waiting for a retry : {status['fetch_retries']}",
         f"failed notifications  : {status['failed_notifications']}"
         + ("  (concur-postback failed list)" if status["failed_notifications"] else ""),
+        f"companies to re-auth. : {status['companies_to_reauthorize']}"
+        + ("  (concur-postback company list)" if status["companies_to_reauthorize"] else ""),
         f"jobs queued / running : {jobs['queued']} / {jobs['started']}",
         f"jobs failed           : {jobs['failed']}",
         f"workers               : {status['workers']}",
