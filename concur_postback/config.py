@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="A PEM file with the public keys that may sign ESS events (`Concur-Signature`); "
         "by default the two keys Concur publishes (before and after 2025-10-22), shipped with the package.",
     )
+    ess_fetch_fop: bool = Field(
+        default=False,
+        description="Also fetch the form of payment for each travel profile ESS event (an event of "
+        "kind `fop` beside the `profile` one), for deployments subscribed to FOP changes.",
+    )
     ess_verify_signature: bool = Field(
         default=True,
         description="Refuse ESS events whose Concur-Signature no key verifies (401). `false` only for "

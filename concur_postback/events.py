@@ -122,6 +122,12 @@ def build_event(
 _AS_SENT: Any = object()
 
 
+def ess_event_id(ess: EssEvent, kind: Kind) -> str:
+    """ESS's event id names the change; the form of payment fetched beside a profile is a second one."""
+    named = f"ess\x1f{ess.id}" + (f"\x1f{kind.value}" if kind is Kind.FOP else "")
+    return "evt_" + hashlib.sha256(named.encode()).hexdigest()[:32]
+
+
 def build_ess_event(
     record: Record,
     ess: EssEvent,
@@ -137,7 +143,7 @@ def build_ess_event(
         login = getattr(data, "login_id", None)  # whose trip: the fetched trip says
     trip = ess.facts.get("id") if kind is Kind.ITINERARY else None
     return Event(
-        id="evt_" + hashlib.sha256(f"ess\x1f{ess.id}".encode()).hexdigest()[:32],
+        id=ess_event_id(ess, kind),
         kind=kind.value,
         event_type=ess.event_type,
         received_at=iso(record.received_ms),

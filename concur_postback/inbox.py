@@ -177,15 +177,19 @@ def build_record(postback: Postback, vault: TokenVault, request_id: str | None, 
     )
 
 
-def build_ess_record(event: EssEvent, vault: TokenVault, request_id: str | None, now: float) -> Record:
-    """An ESS event as the inbox keeps it: deduplicated on ESS's own event id, sealed."""
+def build_ess_record(
+    event: EssEvent, vault: TokenVault, request_id: str | None, now: float, kind: Kind = Kind.EVENT
+) -> Record:
+    """An ESS event as the inbox keeps it: deduplicated on ESS's own event id, sealed. ``kind`` FOP:
+    the second record of a travel profile event, whose worker fetches the form of payment."""
     now_ms = int(now * 1000)
     ident = new_id(now_ms)
-    digest = hashlib.sha256(event.id.encode()).hexdigest()[:40]
+    named = event.id if kind is Kind.EVENT else f"{event.id}\x1f{kind.value}"
+    digest = hashlib.sha256(named.encode()).hexdigest()[:40]
     person = event.user_id or event.company_id or event.id
     return Record(
         id=ident,
-        kind=Kind.EVENT,
+        kind=kind,
         token="",
         subject=vault.pseudonym("ess:" + person),
         dedup_key=ESS_SEEN_PREFIX + digest,

@@ -57,7 +57,9 @@ def test_the_table_shows_the_default(table: dict[str, tuple[str, str]], field: s
     match = DEFAULT_CELL.fullmatch(shown)
     assert match, f"{env_name(field)}: default {shown!r} is neither `value` nor `value` (N days|h)"
     value = match["value"]
-    if isinstance(default, bool | int | float):
+    if isinstance(default, bool):
+        assert value == str(default).lower()  # `true` / `false`, as the environment spells them
+    elif isinstance(default, int | float):
         assert type(default)(value) == default  # `2.0` and `2` are both 2.0; `2.5` is no int
         if match["count"]:
             assert int(match["count"]) * UNITS[match["unit"]] == default

@@ -26,6 +26,17 @@ from concur_postback.concur.redaction import scrub_card_numbers
 from concur_postback.errors import InvalidEvent
 
 TOPIC_PREFIX = "public."
+# The topics whose changes are fetched, and their event types as Concur documents them.
+ITINERARY_TOPIC = "public.concur.travel.itinerary"
+ITINERARY_FETCHED = frozenset(("ItineraryCreated", "ItineraryUpdated", "ItineraryCancelled"))
+ITINERARY_GONE = frozenset(("ItineraryDeleted", "ItineraryAnonymized"))
+IDENTITY_TOPICS = frozenset(("public.concur.user.profile.identity", "public.concur.profile.identity"))
+IDENTITY_FETCHED = frozenset(("IdentityProfileCreated", "IdentityProfileUpdated"))
+IDENTITY_DELETED = "IdentityProfileDeleted"
+PROFILE_TOPIC = "public.concur.user.travel.profile"
+PROFILE_FETCHED = frozenset(("TravelProfileCreated", "TravelProfileUpdated"))
+PROFILE_DELETED = "TravelProfileDeleted"
+
 ESS_REDELIVERY_SECONDS = 72 * 3600  # how long ESS retries an event that was not acknowledged
 _ID_RE = re.compile(r"^[\x21-\x7e]{1,256}\Z")  # visible ASCII: ids are logged and hashed, never parsed
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._:-]{1,256}\Z")
@@ -71,6 +82,11 @@ class EssEvent:
         if self.data is not None:
             sent["data"] = self.data
         return sent
+
+    @property
+    def changes_a_profile(self) -> bool:
+        """A travel profile was created or updated: the profile (and its FOP) can be fetched."""
+        return self.topic == PROFILE_TOPIC and self.event_type in PROFILE_FETCHED
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.as_sent())

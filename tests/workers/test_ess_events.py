@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jsonschema
 import orjson
 from redis import Redis
 
+from concur_postback.config import Settings
 from concur_postback.keys import COMPANY_PREFIX
 from concur_postback.tokens import TokenVault, generate_key
 from concur_postback.workers.failed import list_failed
 from concur_postback.workers.rekey import rekey
 from concur_postback.workers.status import collect
-from tests.conftest import CapturedLogs, Pipeline, Simulator
+from tests.conftest import CapturedLogs, LiveServer, Pipeline, Simulator
 from tests.processes import clean_env, cli
 from tests.service.test_ess import USER
 from tests.workers.test_pipeline import SCHEMA
@@ -250,3 +253,24 @@ def test_identity_events_of_either_topic_name_fetch_the_identity_v4_user(
     assert events[updated]["topic"] == "public.concur.user.profile.identity" and events[updated]["data"]
     assert (events[deleted]["kind"], events[deleted]["data"]) == ("identity", None)
     assert [r["path"] for r in simulator.requests()] == [f"/profile/identity/v4/Users/{USER}"] * 2
+
+
+def test_with_ess_fetch_fop_a_profile_event_also_brings_the_form_of_payment(
+    pipeline: Pipeline, simulator: Simulator, make_server: Callable[[Settings], LiveServer]
+) -> None:
+    settings = pipeline.settings.model_copy(update={"ess_fetch_fop": True})
+    with_fop = Pipeline(settings, make_server(settings), pipeline.events_file)
+    connect(with_fop)
+    ident = with_fop.post_event(profile_event("tp-9"))
+    assert with_fop.post_event(profile_event("tp-9")) == ident  # a redelivery stores neither again
+    with_fop.work()
+
+    events = {event["kind"]: event for event in with_fop.events()}
+    assert set(events) == {"profile", "fop"} and len(with_fop.events()) == 2
+    fop = events["fop"]
+    jsonschema.validate(fop, SCHEMA)
+    assert fop["ess_event_id"] == events["profile"]["ess_event_id"] == "tp-9"
+    assert fop["id"] != events["profile"]["id"]  # two changes a sink keeps apart
+    assert "4111111111111111" not in orjson.dumps(fop).decode() and "****1111" in orjson.dumps(fop).decode()
+    paths = sorted(r["path"] for r in simulator.requests())
+    assert paths == ["/api/travelprofile/v2.0/fop", "/api/travelprofile/v2.0/profile"]

@@ -10,6 +10,7 @@ A plain ASGI callable on the fast path, like the postback endpoint, and sharing 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from concur_postback import metrics
 from concur_postback.concur.ess import parse_ess_event
+from concur_postback.concur.notification import Kind
 from concur_postback.concur.signatures import HEADER, KeyRing
 from concur_postback.config import Settings
 from concur_postback.errors import BadSignature, InvalidEvent, PayloadTooLarge, StoreUnavailable
@@ -75,9 +77,13 @@ class EssEndpoint:
             await send_error(send, 400, exc.code, exc.detail)
             return metrics.REJECTED
 
-        record = build_ess_record(event, self.vault, scope.get(REQUEST_ID_KEY), time.time())
+        now, request_id = time.time(), scope.get(REQUEST_ID_KEY)
+        records = [build_ess_record(event, self.vault, request_id, now)]
+        if self.settings.ess_fetch_fop and event.changes_a_profile:
+            records.append(build_ess_record(event, self.vault, request_id, now, Kind.FOP))
+        record = records[0]
         try:
-            result = await self.committer.submit(ingest_args(record))
+            result, *_ = await asyncio.gather(*(self.committer.submit(ingest_args(r)) for r in records))
         except StoreUnavailable as exc:
             annotate(scope, "ess.unavailable", "warning", reason=str(exc), topic=event.topic)
             retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())

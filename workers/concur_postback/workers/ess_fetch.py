@@ -24,7 +24,19 @@ from urllib.parse import quote
 
 from concur_postback.companies import CompanyTokens
 from concur_postback.concur.client import ConcurClient
-from concur_postback.concur.ess import EssEvent
+from concur_postback.concur.ess import (
+    IDENTITY_DELETED,
+    IDENTITY_FETCHED,
+    IDENTITY_TOPICS,
+    ITINERARY_FETCHED,
+    ITINERARY_GONE,
+    ITINERARY_TOPIC,
+    PROFILE_DELETED,
+    PROFILE_FETCHED,
+    PROFILE_TOPIC,
+    EssEvent,
+)
+from concur_postback.concur.fop import parse_fop
 from concur_postback.concur.identity import parse_identity
 from concur_postback.concur.notification import Kind
 from concur_postback.concur.profiles import parse_profile
@@ -34,15 +46,6 @@ from concur_postback.errors import PermanentFetch, RetryableFetch
 from concur_postback.events import Event, build_ess_event, now_iso
 from concur_postback.inbox import Record
 
-ITINERARY_TOPIC = "public.concur.travel.itinerary"
-ITINERARY_FETCHED = frozenset(("ItineraryCreated", "ItineraryUpdated", "ItineraryCancelled"))
-ITINERARY_GONE = frozenset(("ItineraryDeleted", "ItineraryAnonymized"))
-IDENTITY_TOPICS = frozenset(("public.concur.user.profile.identity", "public.concur.profile.identity"))
-IDENTITY_FETCHED = frozenset(("IdentityProfileCreated", "IdentityProfileUpdated"))
-IDENTITY_DELETED = "IdentityProfileDeleted"
-PROFILE_TOPIC = "public.concur.user.travel.profile"
-PROFILE_FETCHED = frozenset(("TravelProfileCreated", "TravelProfileUpdated"))
-PROFILE_DELETED = "TravelProfileDeleted"
 JSON = "application/json"
 
 
@@ -55,6 +58,8 @@ class EssFetcher:
     async def event(self, record: Record, sent: EssEvent) -> Event:
         """The event for one ESS event (card numbers masked); FetchError when Concur did not answer."""
         sent = sent.masked()
+        if record.kind is Kind.FOP:
+            return await self._fop(record, sent)
         if sent.topic == ITINERARY_TOPIC and sent.event_type in ITINERARY_FETCHED:
             return await self._trip(record, sent)
         if sent.topic == ITINERARY_TOPIC and sent.event_type in ITINERARY_GONE:
@@ -70,13 +75,18 @@ class EssFetcher:
         return build_ess_event(record, sent)
 
     async def _profile(self, record: Record, sent: EssEvent) -> Event:
-        login, company = sent.facts.get("loginId"), sent.company_id
-        if not isinstance(login, str) or not login or company is None:
-            raise PermanentFetch(f"{sent.event_type} without facts.loginId and facts.companyId")
+        company, login = _traveller(sent)
         params = {"userid_type": "login", "userid_value": login}
         body = await self._get(company, "/api/travelprofile/v2.0/profile", Kind.PROFILE, params=params)
         profile = parse_profile(body)
         return build_ess_event(record, sent, kind=Kind.PROFILE, data=profile, fetched_at=now_iso())
+
+    async def _fop(self, record: Record, sent: EssEvent) -> Event:
+        """The form of payment beside a travel profile event (ESS_FETCH_FOP): there is no FOP v4."""
+        company, login = _traveller(sent)
+        params = {"userid_type": "login", "userid_value": login}
+        body = await self._get(company, "/api/travelprofile/v2.0/fop", Kind.FOP, params=params)
+        return build_ess_event(record, sent, kind=Kind.FOP, data=parse_fop(body), fetched_at=now_iso())
 
     async def _trip(self, record: Record, sent: EssEvent) -> Event:
         trip_id, company = sent.facts.get("id"), sent.company_id
@@ -132,3 +142,11 @@ class EssFetcher:
             raise RetryableFetch(
                 f"HTTP 401 with company {company}'s access token: it is refreshed", 401
             ) from None
+
+
+def _traveller(sent: EssEvent) -> tuple[str, str]:
+    """(company, login) a travel profile event names; PermanentFetch when it names neither."""
+    login, company = sent.facts.get("loginId"), sent.company_id
+    if not isinstance(login, str) or not login or company is None:
+        raise PermanentFetch(f"{sent.event_type} without facts.loginId and facts.companyId")
+    return company, login
