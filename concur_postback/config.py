@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         description="Also fetch the form of payment for each travel profile ESS event (an event of "
         "kind `fop` beside the `profile` one), for deployments subscribed to FOP changes.",
     )
+    ess_client_cn: str = Field(
+        default="webhook.api.concursolutions.com",
+        description="With `serve --ssl-ca-certs`: the subject CN a client certificate must have on the "
+        "public listener (Concur's ESS client certificate's).",
+    )
     ess_verify_signature: bool = Field(
         default=True,
         description="Refuse ESS events whose Concur-Signature no key verifies (401). `false` only for "

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import ssl
 import sys
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -17,6 +20,7 @@ from concur_postback import logs
 from concur_postback.config import load_settings
 from concur_postback.errors import ConfigurationError
 from concur_postback.service.app import create_app
+from concur_postback.service.protocol import HttpProtocol
 
 
 def app_from_environment() -> ASGIApp:
@@ -32,7 +36,26 @@ def _flush_then_die(signum: int, _: FrameType | None) -> None:
     signal.raise_signal(signum)
 
 
-def serve(host: str, port: int, workers: int, admin: tuple[str, int] | None = None) -> None:
+@dataclass(frozen=True)
+class Tls:
+    """`serve --ssl-*`: the server's certificate and key and, for mutual TLS, the CA client
+    certificates must chain to (the CN is then checked by `protocol.HttpProtocol`)."""
+
+    certfile: str
+    keyfile: str | None = None
+    ca_certs: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        # CERT_OPTIONAL, not REQUIRED: the admin listener's probes come without a client certificate;
+        # the protocol refuses connections without one on the public listener.
+        reqs = ssl.CERT_OPTIONAL if self.ca_certs else ssl.CERT_NONE
+        return {"ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile, "ssl_ca_certs": self.ca_certs,
+                "ssl_cert_reqs": reqs}  # fmt: skip
+
+
+def serve(
+    host: str, port: int, workers: int, admin: tuple[str, int] | None = None, tls: Tls | None = None
+) -> None:
     """Listen on ``host:port``, and on the ``admin`` (host, port) too when given: the app tells the two
     apart by the port a request came in on (see `app.PostbackFastPath`)."""
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
@@ -49,7 +72,8 @@ def serve(host: str, port: int, workers: int, admin: tuple[str, int] | None = No
         # Never h11 (uvicorn's fallback): it answers a request with both Content-Length and
         # Transfer-Encoding and keeps the connection open, reading what follows the chunked body as the
         # next request (RFC 9112 6.1: close it). httptools refuses such requests with 400.
-        http="httptools",
+        http=HttpProtocol,  # httptools, with the client certificate check
+        **(tls.options() if tls else {}),
         log_config=None,
         server_header=False,
         proxy_headers=False,
