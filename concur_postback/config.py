@@ -302,6 +302,9 @@ class Settings(BaseSettings):
         "token_encryption_key",
         "token_encryption_keys",
         "sink_http_secret",
+        "concur_client_id",
+        "concur_client_secret",
+        "ess_public_keys",
         mode="before",
     )
     @classmethod

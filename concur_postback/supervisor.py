@@ -13,19 +13,25 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import structlog
 
+from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.config import Settings
 from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
+from concur_postback.errors import ConfigurationError
+from concur_postback.simulator.company import company_id
 from concur_postback.sinks import Sink, build_sinks
 from concur_postback.tokens import TokenVault, ensure_key_file
 
 log = structlog.get_logger("concur_postback.run")
+SIMULATOR_START_SECONDS = 30
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -52,6 +58,32 @@ def _start_simulator(env: dict[str, str]) -> subprocess.Popen[bytes]:
     process = _spawn(["simulate", "--host", "127.0.0.1", "--port", str(sim_port)], env)
     log.info("run.simulator", url=env["CONCUR_BASE_URL"], pid=process.pid)
     return process
+
+
+def _wire_ess(env: dict[str, str], data_dir: Path, simulator: subprocess.Popen[bytes]) -> None:
+    """Point ESS at the simulator: trust its signing key, take company tokens from its token service,
+    and connect its company, so that `simulate fire --ess` works at once."""
+    base = env["CONCUR_BASE_URL"]
+    deadline = time.monotonic() + SIMULATOR_START_SECONDS
+    while True:  # the simulator is a child that takes a moment to listen
+        try:
+            key = httpx.get(f"{base}/_simulator/ess-public-key", timeout=2).raise_for_status().content
+            break
+        except httpx.HTTPError:
+            if simulator.poll() is not None or time.monotonic() > deadline:
+                raise ConfigurationError("the simulator did not start") from None
+            time.sleep(0.1)
+    path = data_dir / "simulator-ess-public-key.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(key)
+    env["ESS_PUBLIC_KEYS"] = str(path)
+    env.setdefault("CONCUR_CLIENT_ID", "simulator-client")
+    env.setdefault("CONCUR_CLIENT_SECRET", "simulator-secret")
+    env["CONCUR_TOKEN_URL"] = base + TOKEN_PATH
+    command = [sys.executable, "-m", "concur_postback.cli", "company", "connect", "--company-id",
+               company_id(), "--request-token", "-"]  # fmt: skip
+    subprocess.run(command, env=env, input=b"simulator-request-token\n", check=True, capture_output=True)  # noqa: S603
+    log.info("run.simulator_company_connected", company_id=company_id())
 
 
 def _refuse_early(settings: Settings, keys: list[str]) -> None:
@@ -99,13 +131,16 @@ def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bo
         env["REDIS_URL"] = embedded.url  # holds the password: only this user's processes read it
         log.info("run.embedded_redis", address=embedded.address, data_dir=str(data_dir / "redis"))
     simulator = _start_simulator(env) if simulate else None
+    if simulator is not None:
+        _wire_ess(env, data_dir, simulator)
     web = _spawn(["serve", "--host", host, "--port", str(port)], env)
     worker_processes = [_spawn(["worker"], env) for _ in range(workers)]
     children = [web, *worker_processes, *([simulator] if simulator else [])]
     if simulator is not None:
-        postback = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/postback"  # noqa: S104
-        log.info("run.try_it", command=f"concur-postback simulate fire --to {postback} --concur-url "
-                 f"{env['CONCUR_BASE_URL']} --count 20 --rate 5")  # fmt: skip
+        here = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+        fire = f"concur-postback simulate fire --concur-url {env['CONCUR_BASE_URL']} --count 20 --rate 5"
+        log.info("run.try_it", command=f"{fire} --to {here}/postback")
+        log.info("run.try_it", command=f"{fire} --ess --to {here}/events")
     exit_code = 0
     try:
         while not stopping.wait(0.5):

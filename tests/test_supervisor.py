@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from concur_postback.concur.notification import Kind
 from concur_postback.embedded import free_port
-from concur_postback.simulator.load import fire, plan_postbacks
+from concur_postback.simulator.load import fetch_ess_events, fire, plan_postbacks
 from tests.processes import Process, clean_env
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,14 @@ def test_run_simulate_fetches_from_its_own_simulator(tmp_path: Path) -> None:
         assert len(events.read_bytes().splitlines()) == 3
         seen = httpx.get(f"{simulator_url}/_simulator/requests", timeout=5).json()
         assert len([r for r in seen if r["path"].startswith("/api/travel/trip/v1.1/")]) == 3
+        # ESS too: the simulator's signing key trusted and its company connected by `run` itself
+        signed = fetch_ess_events(simulator_url, 4)  # one event of every topic
+        result = asyncio.run(fire(f"http://127.0.0.1:{port}/events", signed, rate=0))
+        assert result.statuses == {"accepted": 4}
+        for _ in range(4):
+            process.wait_for("notification.delivered", timeout=60)
+        kinds = sorted(orjson.loads(line)["kind"] for line in events.read_bytes().splitlines()[3:])
+        assert kinds == ["event", "identity", "itinerary", "profile"]
     finally:
         assert process.stop() == 0
     assert "run.stopped" in process.output

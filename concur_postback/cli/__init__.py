@@ -21,6 +21,7 @@ _COMMANDS = {
     "backfill": "concur_postback.cli.concur:backfill",
     "failed": "concur_postback.cli.failed:failed",
     "company": "concur_postback.cli.company:company",
+    "ess": "concur_postback.cli.ess:ess",
     "rekey": "concur_postback.cli.keys:rekey",
     "genkey": "concur_postback.cli.keys:genkey",
 }

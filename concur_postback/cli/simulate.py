@@ -8,9 +8,9 @@ import sys
 import click
 
 from concur_postback.cli.common import KINDS, configured
-from concur_postback.concur.notification import Kind
+from concur_postback.concur.notification import POSTBACK_KINDS, Kind
 from concur_postback.simulator.api import run_simulator
-from concur_postback.simulator.load import fire, plan_postbacks
+from concur_postback.simulator.load import fetch_ess_events, fire, plan_postbacks
 
 
 @click.group(invoke_without_command=True)
@@ -37,7 +37,7 @@ def simulate(
 
 
 @simulate.command("fire")
-@click.option("--to", "to", default="http://127.0.0.1:8000/postback", help="The postback URL.")
+@click.option("--to", "to", default=None, help="The postback URL (with --ess: the events URL).")
 @click.option(
     "--rate", default=10.0, type=click.FloatRange(0), help="Notifications per second (0: flat out)."
 )
@@ -50,6 +50,11 @@ def simulate(
     help="Kinds to post, in turn (repeatable; default all three).",
 )
 @click.option(
+    "--ess",
+    is_flag=True,
+    help="Post ESS events instead (every topic, some redelivered), signed by the simulator.",
+)
+@click.option(
     "--concur-url",
     envvar="CONCUR_BASE_URL",
     default="http://127.0.0.1:8081",
@@ -60,24 +65,31 @@ def simulate(
 @click.option("--seed", default=1, type=int, help="As given to the simulator.")
 def simulate_fire(
     *,
-    to: str,
+    to: str | None,
     rate: float,
     count: int,
     kinds: tuple[str, ...],
+    ess: bool,
     concur_url: str,
     company_token: str | None,
     travellers: int,
     seed: int,
 ) -> None:
-    """POST notifications like Concur: `?type=…&oauth_token_key=…`, itineraries with a Notification body."""
-    planned = plan_postbacks(
-        count,
-        kinds=tuple(Kind(kind) for kind in kinds) or tuple(Kind),
-        concur_url=concur_url,
-        travellers=travellers,
-        seed=seed,
-        company_token=company_token,
-    )
+    """POST notifications like Concur: `?type=…&oauth_token_key=…`, itineraries with a Notification body;
+    with --ess, signed ESS events to the events URL."""
+    if ess:
+        to = to or "http://127.0.0.1:8000/events"
+        planned = fetch_ess_events(concur_url, count, seed)
+    else:
+        to = to or "http://127.0.0.1:8000/postback"
+        planned = plan_postbacks(
+            count,
+            kinds=tuple(Kind(kind) for kind in kinds) or POSTBACK_KINDS,
+            concur_url=concur_url,
+            travellers=travellers,
+            seed=seed,
+            company_token=company_token,
+        )
     with click.progressbar(length=count, label="firing", file=sys.stderr) as bar:
         result = asyncio.run(fire(to, planned, rate=rate, on_sent=lambda: bar.update(1)))
     click.echo(result.summary())

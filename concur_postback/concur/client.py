@@ -173,12 +173,29 @@ class ConcurClient:
     async def post(
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, body: bytes = b""
     ) -> httpx.Response:
-        """POST to Concur (host policy, budget and in-flight limit as for `get`); the response whatever
-        its status, so the caller can read Concur's `<Error>` document. Network failures raise FetchError."""
-        headers = self._headers(token, **{"Content-Type": "application/xml"})
+        """POST XML to Concur (the v1 subscription calls); the response whatever its status, so the
+        caller can read Concur's `<Error>` document."""
+        return await self.send("POST", url, token, params=params, body=body, content_type="application/xml")
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        token: OAuthToken,
+        *,
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        scheme: str | None = None,
+    ) -> httpx.Response:
+        """Any request to Concur, under the host policy, budget and in-flight limit as for `get`; the
+        response whatever its status. Network failures raise FetchError."""
+        headers = self._headers(token, scheme=scheme, **{"Content-Type": content_type})
+        if content_type == "application/json":
+            headers["Accept"] = "application/json"
         async with self._slot(self._host_of(url)):
             try:
-                return await self._http.post(url, params=params, headers=headers, content=body)
+                return await self._http.request(method, url, params=params, headers=headers, content=body)
             except NETWORK_ERRORS as exc:
                 raise _network_failure(exc) from None
 

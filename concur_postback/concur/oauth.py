@@ -66,6 +66,14 @@ async def refresh_company(
     return await _grant(client, url, form, (refresh_token,))
 
 
+async def app_token(client: ConcurClient, settings: Settings, geolocation: str | None) -> OAuthToken:
+    """An application token (the client credentials grant), for the ESS subscription calls: valid an
+    hour, never stored."""
+    url = geolocation.rstrip("/") + TOKEN_PATH if geolocation else settings.concur_token_url
+    grant = await _grant(client, url, {**credentials(settings), "grant_type": "client_credentials"}, ())
+    return grant.access_token
+
+
 async def _grant(
     client: ConcurClient, url: str, form: dict[str, str], secrets: tuple[OAuthToken, ...]
 ) -> Grant:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.concur.redaction import mask
 from concur_postback.concur.subscriptions import TYPES as SUBSCRIPTION_TYPES
-from concur_postback.simulator import documents, oauth
+from concur_postback.simulator import documents, ess, oauth
 from concur_postback.simulator.company import DEFAULT_SEED, DEFAULT_TRAVELLERS, Company, generate_company
 from concur_postback.simulator.documents import XML, Paging
 from concur_postback.simulator.faults import Fault, Gate, RateLimit, SeenRequest
@@ -51,6 +51,7 @@ def create_simulator(
     app = Starlette(routes=ROUTES)
     app.state.simulator = SimulatorState(gate, generate_company(travellers, seed))
     app.state.tokens = tokens
+    app.state.ess_subscriptions = ess.Subscriptions()
     return app
 
 
@@ -270,6 +271,13 @@ ROUTES = [
     Route("/api/travelprofile/v2.0/fop", fop, methods=["GET"]),
     *(Route(path, subscription, methods=["POST"]) for path in _SUBSCRIBE_PATHS),
     Route(TOKEN_PATH, oauth.token, methods=["POST"]),
+    Route("/events/v4/topics", ess.topics, methods=["GET"]),
+    Route("/events/v4/subscriptions/webhook", ess.put_subscription, methods=["PUT"]),
+    Route("/events/v4/subscriptions", ess.list_subscriptions, methods=["GET"]),
+    Route("/events/v4/subscriptions/{ident}", ess.list_subscriptions, methods=["GET"]),
+    Route("/events/v4/subscriptions/{ident}", ess.delete_subscription, methods=["DELETE"]),
+    Route("/_simulator/ess-public-key", ess.public_key, methods=["GET"]),
+    Route("/_simulator/ess/events", ess.signed_events, methods=["GET"]),
     Route("/_simulator/clock", oauth.clock, methods=["POST"]),
     Route("/_simulator/revoke", oauth.revoke, methods=["POST"]),
     Route("/_simulator/grants", oauth.grants, methods=["GET"]),

@@ -5,11 +5,18 @@ from __future__ import annotations
 import hashlib
 import random
 import string
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DEFAULT_TRAVELLERS = 50
 DEFAULT_SEED = 1
+
+
+def company_id(seed: int = DEFAULT_SEED) -> str:
+    """The generated company's Concur id (a UUID), the same for the same seed on every machine."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"concur-postback-simulator/{seed}"))
+
 
 _CITIES = (
     "Baltimore",

@@ -40,10 +40,24 @@ class FireResult:
 
 @dataclass(frozen=True)
 class PlannedPostback:
-    """One notification as Concur would post it: query parameters and body."""
+    """One notification as Concur would post it: query parameters, body and headers (an ESS event:
+    no parameters, a JSON body and its Concur-Signature)."""
 
     params: dict[str, str]
     body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
+
+
+def fetch_ess_events(concur_url: str, count: int, seed: int = DEFAULT_SEED) -> list[PlannedPostback]:
+    """``count`` ESS events the simulator at ``concur_url`` planned and signed with its own key."""
+    url = f"{concur_url.rstrip('/')}/_simulator/ess/events"
+    answer = httpx.get(url, params={"count": count, "seed": seed}, timeout=120)
+    answer.raise_for_status()
+    return [
+        PlannedPostback({}, item["body"].encode(),
+                        {"Content-Type": "application/json", "Concur-Signature": item["signature"]})
+        for item in answer.json()
+    ]  # fmt: skip
 
 
 def plan_postbacks(
@@ -98,11 +112,12 @@ async def fire(
     result = FireResult()
     slots = asyncio.Semaphore(concurrency)
     began = time.monotonic()
-    headers = {"Content-Type": "application/xml"}
 
     async def send(client: httpx.AsyncClient, postback: PlannedPostback) -> None:
         try:
-            response = await client.post(to, params=postback.params, content=postback.body, headers=headers)
+            response = await client.post(
+                to, params=postback.params, content=postback.body, headers=postback.headers
+            )
             outcome = f"HTTP {response.status_code}"
             if response.status_code == 200:
                 with contextlib.suppress(ValueError):

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 ACCESS_SECONDS = 3600
 ACCESS_PREFIX, REFRESH_PREFIX = "sim-at-", "sim-rt-"
+APP = "app"  # whose token the client credentials grant gives
 
 
 @dataclass
@@ -36,10 +37,13 @@ class TokenService:
     def now(self) -> float:
         return time.time() + self.offset
 
-    def issue(self, company: str) -> dict[str, object]:
+    def issue(self, company: str, with_refresh: bool = True) -> dict[str, object]:
         access = ACCESS_PREFIX + secrets.token_urlsafe(24)
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(24)
         self.access[access] = (company, self.now() + ACCESS_SECONDS)
+        if not with_refresh:  # the client credentials grant: an application token, an hour, no more
+            return {"expires_in": str(ACCESS_SECONDS), "token_type": "Bearer", "access_token": access,
+                    "geolocation": self.geolocation}  # fmt: skip
         self.refresh[refresh] = company
         return {
             "expires_in": str(ACCESS_SECONDS),
@@ -65,10 +69,17 @@ class TokenService:
             company = self.refresh.pop(form.get("refresh_token", ""), "")
             if not company or company in self.revoked:
                 return 400, _error("invalid_grant", "bad or expired refresh token", 108)
+        elif kind == "client_credentials":
+            self.grants.append((kind, APP))
+            return 200, self.issue(APP, with_refresh=False)
         else:
             return 400, _error("invalid_request", "`grant_type` was not supplied", 65)
         self.grants.append((kind, company))
         return 200, self.issue(company)
+
+    def is_app_token(self, token: str) -> bool:
+        company, expires = self.access.get(token, ("", 0.0))
+        return company == APP and expires > self.now()
 
     def expired(self, token: str) -> bool:
         """Whether a Bearer token is one this service issued that is no longer valid."""
