@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 from deployment import deployment, follow
-from e2e import fire
+from e2e import fire, postbacks
 
 TOLERANCE = 0.10
 
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> BudgetFigures:
     with deployment(
         workers=args.workers, simulator_args=simulator_args, CONCUR_MAX_RPS=str(args.budget)
     ) as running:
-        asyncio.run(fire(running.postback_url, running.simulator_url, args.notifications, 32, 0))
+        planned = postbacks(running.simulator_url, args.notifications)
+        asyncio.run(fire(running.postback_url, planned, 32, 0))
         seen = follow(running.events, args.notifications, 600)
         requests = httpx.get(f"{running.simulator_url}/_simulator/requests", timeout=30).json()
     times = sorted(request["at"] for request in requests)

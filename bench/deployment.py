@@ -15,9 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import orjson
 
+from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.embedded import EmbeddedRedis, free_port
+from concur_postback.simulator.company import company_id
 from concur_postback.tokens import generate_key
 
 CLI = [sys.executable, "-m", "concur_postback.cli"]
@@ -66,6 +69,15 @@ def follow(path: Path, count: int, timeout: float) -> list[tuple[float, dict[str
     return seen
 
 
+def connect_simulated_company(env: dict[str, str], simulator_url: str, workdir: Path) -> None:
+    key = workdir / "simulator-ess-key.pem"
+    key.write_bytes(httpx.get(f"{simulator_url}/_simulator/ess-public-key", timeout=10).content)
+    env.update(ESS_PUBLIC_KEYS=str(key), CONCUR_CLIENT_ID="bench", CONCUR_CLIENT_SECRET="bench",
+               CONCUR_TOKEN_URL=simulator_url + TOKEN_PATH)  # fmt: skip
+    command = [*CLI, "company", "connect", "--company-id", company_id(), "--request-token", "-"]
+    subprocess.run(command, env=env, input=b"bench\n", check=True, capture_output=True)
+
+
 @dataclass
 class Deployment:
     redis_url: str
@@ -88,9 +100,11 @@ class Deployment:
 
 @contextmanager
 def deployment(
-    *, workers: int, simulator_args: tuple[str, ...] = (), **settings: str
+    *, workers: int, simulator_args: tuple[str, ...] = (), ess: bool = False, **settings: str
 ) -> Iterator[Deployment]:
-    """Start it all; ``settings`` are environment variables for every process."""
+    """Start it all; ``settings`` are environment variables for every process. With ``ess``, the
+    deployment trusts the simulator's signing key and has its company connected (as `run
+    --simulate` does)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         events = workdir / "events.jsonl"
@@ -114,6 +128,9 @@ def deployment(
             return subprocess.Popen([*CLI, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
 
         simulator = spawn("simulate", "--port", str(sim_port), *simulator_args)
+        wait_listening(sim_port)
+        if ess:
+            connect_simulated_company(env, simulator_url, workdir)
         web = spawn("serve", "--host", "127.0.0.1", "--port", str(web_port))
         running = Deployment(
             env["REDIS_URL"],
@@ -126,7 +143,6 @@ def deployment(
         )
         running.workers = [spawn("worker") for _ in range(workers)]
         try:
-            wait_listening(sim_port)
             wait_listening(web_port)
             yield running
         finally:

@@ -1,12 +1,13 @@
 """End-to-end benchmark: postback to sink, through real processes, with Concur simulated at 100 ms.
 
-    python bench/e2e.py [--notifications 3000] [--workers 2] [--latency-ms 100]
+    python bench/e2e.py [--notifications 3000] [--workers 2] [--latency-ms 100] [--ess]
 
 Starts an embedded Redis (AOF on) unless REDIS_URL is set, the simulator, `serve` and N `worker`
 processes writing to a file sink; posts N distinct itinerary notifications (32 at a time), then
 follows the sink file. Prints throughput (first postback to last event), p50/p99 latency from the
 acknowledgement (the event's received_at) to the line appearing in the file, and the worker tier's
-peak RSS.
+peak RSS. `--ess` posts ESS events instead (signed by the simulator, every topic in turn, every tenth
+one redelivered), fetched with the simulator's company token.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from datetime import datetime
 import aiohttp
 from deployment import deployment, follow, peak_rss_mib
 
+from concur_postback.simulator.load import fetch_ess_events
+
 
 def notification(base: str, trip: str) -> bytes:
     return (
@@ -32,20 +35,37 @@ def notification(base: str, trip: str) -> bytes:
     ).encode()
 
 
-async def fire(url: str, simulator: str, count: int, concurrency: int, rate: float) -> None:
-    """Post the notifications with aiohttp (a Python client that keeps up with the service),
-    as fast as possible or at ``rate`` per second (notification n leaves at ``n / rate`` s)."""
+Request = tuple[dict[str, str], bytes, dict[str, str]]  # query, body, headers
+
+
+def postbacks(simulator: str, count: int) -> list[Request]:
+    xml = {"Content-Type": "application/xml"}
+    return [
+        (
+            {"type": "Itinerary", "oauth_token_key": f"bench-token-{n:08d}"},
+            notification(simulator, f"BENCH{n:08d}"),
+            xml,
+        )
+        for n in range(count)
+    ]
+
+
+def ess_events(simulator: str, count: int) -> list[Request]:
+    return [({}, event.body, event.headers) for event in fetch_ess_events(simulator, count)]
+
+
+async def fire(url: str, planned: list[Request], concurrency: int, rate: float) -> None:
+    """Post the requests with aiohttp (a Python client that keeps up with the service),
+    as fast as possible or at ``rate`` per second (request n leaves at ``n / rate`` s)."""
     began = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        pending = iter(range(count))
+        pending = iter(enumerate(planned))
 
         async def sender() -> None:
-            for n in pending:
+            for n, (params, body, headers) in pending:
                 if rate > 0 and (wait := began + n / rate - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
-                params = {"type": "Itinerary", "oauth_token_key": f"bench-token-{n:08d}"}
-                body = notification(simulator, f"BENCH{n:08d}")
-                async with session.post(url, params=params, data=body) as response:
+                async with session.post(url, params=params, data=body, headers=headers) as response:
                     response.raise_for_status()
 
         await asyncio.gather(*(sender() for _ in range(concurrency)))
@@ -80,26 +100,26 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32, help="postbacks in flight")
     parser.add_argument("--rate", type=float, default=0, help="postbacks per second (0: as fast as possible)")
+    parser.add_argument("--ess", action="store_true", help="ESS events instead of itinerary postbacks")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> E2EFigures:
     simulator_args = ("--latency-ms", str(args.latency_ms))
     limits = {"CONCUR_MAX_RPS": "100000", "CONCUR_MAX_IN_FLIGHT": "256"}  # measure us, not a budget
-    with deployment(workers=args.workers, simulator_args=simulator_args, **limits) as running:
+    with deployment(workers=args.workers, simulator_args=simulator_args, ess=args.ess, **limits) as running:
+        if args.ess:
+            planned = ess_events(running.simulator_url, args.notifications)
+            url = running.postback_url.removesuffix("/postback") + "/events"
+            expected = len({body for _, body, _ in planned})  # redeliveries are one event
+        else:
+            planned, url = postbacks(running.simulator_url, args.notifications), running.postback_url
+            expected = args.notifications
         # Follow the sink while posting: each line is timestamped when it appears.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            following = pool.submit(follow, running.events, args.notifications, 600)
+            following = pool.submit(follow, running.events, expected, 600)
             started = time.time()
-            asyncio.run(
-                fire(
-                    running.postback_url,
-                    running.simulator_url,
-                    args.notifications,
-                    args.concurrency,
-                    args.rate,
-                )
-            )
+            asyncio.run(fire(url, planned, args.concurrency, args.rate))
             acked = time.time()
             seen = following.result()
         rss = peak_rss_mib([w.pid for w in running.workers])
@@ -126,11 +146,10 @@ def run(args: argparse.Namespace) -> E2EFigures:
     )
 
 
-def describe(f: E2EFigures) -> str:
-    return (
-        f"{f.notifications} itinerary notifications posted {f.pace}, {f.workers} worker process(es),"
-        f" Concur latency {f.latency_ms} ms"
-    )
+def describe(f: E2EFigures, ess: bool = False) -> str:
+    what = "ESS events (every topic, every tenth redelivered)" if ess else "itinerary notifications"
+    workers = f"{f.workers} worker process(es)"
+    return f"{f.notifications} {what} posted {f.pace}, {workers}, Concur latency {f.latency_ms} ms"
 
 
 def table(f: E2EFigures) -> str:
@@ -149,8 +168,9 @@ def table(f: E2EFigures) -> str:
 
 
 def main() -> None:
-    figures = run(options())
-    print(f"e2e: {describe(figures)}, {os.cpu_count()} CPUs\n")
+    args = options()
+    figures = run(args)
+    print(f"e2e: {describe(figures, args.ess)}, {os.cpu_count()} CPUs\n")
     print(table(figures))
     print("\ntarget: >= 300 notifications/s end to end at 100 ms Concur latency, worker tier <= 1 GiB RSS")
 

@@ -46,11 +46,14 @@ class Timeline:
 
 @dataclass(frozen=True)
 class Shot:
-    """One postback as Concur sends it; ``key`` names the change it reports (copies share it)."""
+    """One postback (or ESS event) as Concur sends it; ``key`` names the change it reports (copies
+    share it)."""
 
     key: str
     params: dict[str, str]
     body: bytes
+    path: str = "/postback"
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
 
 
 @dataclass
@@ -67,17 +70,19 @@ class Sent:
 
 
 async def send(url: str, shots: list[Shot], rate: float, give_up_after: float = 90) -> Sent:
-    """POST every shot at ``rate`` per second, retrying 5xx and connection errors the way Concur
-    retries an unacknowledged postback, until a 200 (any other answer is recorded as refused)."""
+    """POST every shot to its path under ``url`` at ``rate`` per second, retrying 5xx and connection
+    errors the way Concur retries an unacknowledged postback or ESS event, until a 200 (any other
+    answer is recorded as refused)."""
     sent = Sent()
     began = time.monotonic()
-    headers = {"Content-Type": "application/xml"}
 
     async def one(client: httpx.AsyncClient, shot: Shot) -> None:
         deadline = time.monotonic() + give_up_after
         while True:
             try:
-                response = await client.post(url, params=shot.params, content=shot.body, headers=headers)
+                response = await client.post(
+                    url + shot.path, params=shot.params, content=shot.body, headers=shot.headers
+                )
                 status = response.status_code
                 answer = f"200 {response.json()['status']}" if status == 200 else str(status)
             except httpx.HTTPError as exc:

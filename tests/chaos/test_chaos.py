@@ -35,10 +35,13 @@ from redis.exceptions import RedisError
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import FinishedJobRegistry
 
+from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.concur.redaction import mask
 from concur_postback.connections import sync_client
 from concur_postback.embedded import EmbeddedRedis, free_port
+from concur_postback.simulator.company import company_id
 from concur_postback.simulator.documents import TEMPLATES
+from concur_postback.simulator.load import fetch_ess_events
 from concur_postback.tokens import generate_key
 from tests.chaos.harness import (
     QUEUE,
@@ -73,7 +76,9 @@ TYPES = {"itinerary": "Itinerary", "profile": "Profile", "fop": "FOP"}
 EVENTS = ("CREATE", "UPDATE", "CANCEL")
 # Redis keys allowed to stay once everything is delivered: the dedup keys, and small bookkeeping
 # that expires or is bounded by the number of sinks, hosts and workers.
-LASTING = ("cp:seen:", "cp:sinks", "cp:sink-live:", "cp:budget:", "cp:pump:lock", "cp:sweep:lock", "rq:")
+LASTING = ("cp:seen:", "cp:sinks", "cp:sink-live:", "cp:budget:", "cp:pump:lock", "cp:sweep:lock", "rq:",
+           "cp:company:", "cp:companies")  # fmt: skip
+ESS_EVENTS = 100  # ESS events about the simulator's company, every topic, every tenth redelivered
 
 
 def plan(simulator_url: str) -> tuple[list[Shot], list[str]]:
@@ -108,6 +113,27 @@ def plan(simulator_url: str) -> tuple[list[Shot], list[str]]:
         for _ in range(2):
             shots.insert(min(len(shots), original + rng.randint(1, 40)), shots[original])
     return shots, tokens
+
+
+def with_ess_events(shots: list[Shot], simulator_url: str, env: dict[str, str], tmp_path: Path) -> list[Shot]:
+    """ESS events signed by the simulator, one after every ten postbacks; the deployment trusts the
+    simulator's key, takes company tokens from it and has its company connected."""
+    key = tmp_path / "simulator-ess-key.pem"
+    key.write_bytes(httpx.get(f"{simulator_url}/_simulator/ess-public-key", timeout=10).content)
+    env.update(ESS_PUBLIC_KEYS=str(key), CONCUR_CLIENT_ID="chaos-client", CONCUR_CLIENT_SECRET="chaos-secret",
+               CONCUR_TOKEN_URL=simulator_url + TOKEN_PATH)  # fmt: skip
+    connected = cli(
+        "company", "connect", "--company-id", company_id(), "--request-token", "-", env=env, stdin="r\n"
+    )
+    assert connected.returncode == 0, connected.stderr
+    events = [
+        Shot("ess:" + str(orjson.loads(event.body)["id"]), {}, event.body, "/events", event.headers)
+        for event in fetch_ess_events(simulator_url, ESS_EVENTS)
+    ]
+    mixed = list(shots)
+    for n, event in enumerate(events):
+        mixed.insert(min(len(mixed), (n + 1) * 11), event)
+    return mixed
 
 
 def watch_recovery(
@@ -179,19 +205,22 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     )
     simulator = Process(["simulate", "--port", str(sim_port), "--latency-ms", "100"], env)
     simulator.wait_for("Uvicorn running on", prefix=True)
+    shots, tokens = plan(simulator_url)
+    shots = with_ess_events(shots, simulator_url, env, tmp_path)
     web_port = free_port()
     cluster = Cluster(env, web_port)
     redis = sync_client(redis_server.url, connect_timeout=2)
     baseline = data_by_owner(redis)
-    shots, tokens = plan(simulator_url)
     expected = {shot.key for shot in shots}
     timeline = Timeline()
     recoveries: list[float] = []
     watchers = []
     concur = httpx.Client(base_url=simulator_url)
     try:
-        timeline.mark(f"posting {len(shots)} postbacks ({DISTINCT} distinct) at {RATE:.0f}/s")
-        sender, result = send_in_background(f"http://127.0.0.1:{web_port}/postback", shots, RATE)
+        timeline.mark(
+            f"posting {len(shots)} postbacks and ESS events ({len(expected)} distinct) at {RATE:.0f}/s"
+        )
+        sender, result = send_in_background(f"http://127.0.0.1:{web_port}", shots, RATE)
 
         def at(second: float) -> None:
             if (wait := second - timeline.now()) > 0:
@@ -211,9 +240,9 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         kill_worker(0)
 
         at(6)
-        fault(match="/api/", status=429, times=40, retry_after="1")
-        fault(match="/api/", status=503, times=40)
-        fault(match="/api/", status=0, delay_ms=8000, times=10)  # past the 3 s read timeout
+        fault(match="/", status=429, times=40, retry_after="1")
+        fault(match="/", status=503, times=40)
+        fault(match="/", status=0, delay_ms=8000, times=10)  # past the 3 s read timeout
         timeline.mark("Concur answers 40 x 429, then 40 x 503, then hangs 10 times")
 
         at(10)
@@ -240,8 +269,8 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
         rolled_at = timeline.start + rolled
 
         at(38)
-        fault(match="/api/", status=429, times=1, retry_after=str(RETRY_AFTER_SECONDS))
-        fault(match="/api/", status=503, seconds=CONCUR_DOWN_SECONDS + 2)
+        fault(match="/", status=429, times=1, retry_after=str(RETRY_AFTER_SECONDS))
+        fault(match="/", status=503, seconds=CONCUR_DOWN_SECONDS + 2)
         concur_down = timeline.mark(
             f"Concur: one 429 with Retry-After: {RETRY_AFTER_SECONDS}, then 503 to everything for "
             f"{CONCUR_DOWN_SECONDS} s"
@@ -309,6 +338,7 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     for name, text in outputs.items():
         (logs / f"{name}.log").write_text(text)
     secrets_ = [token[:-4] for token in tokens] + list(CARD_NUMBERS)  # the last four may show
+    secrets_ += ["sim-at-", "sim-rt-"]  # the simulator's company tokens, sealed wherever they are kept
     found = [
         *(leak for name, text in outputs.items() for leak in leaks(f"log of {name}", text, secrets_)),
         *leaks("Redis", redis_contents(redis), secrets_),
@@ -337,8 +367,12 @@ def test_nothing_is_lost_duplicated_or_leaked_through_a_bad_day(
     assert sent.acknowledged == expected
     assert set(delivered) == {*sent.ids, lone, *a_b_a}  # every acknowledged notification, nothing else ...
     assert max(delivered.values()) == 1  # ... once each
-    trips = Counter(row["trip_id"] for row in stored if row["kind"] == "itinerary")
+    postbacks = [row for row in stored if orjson.loads(row["event"])["source"] == "postback"]
+    trips = Counter(row["trip_id"] for row in postbacks if row["kind"] == "itinerary")
     assert max(trips.values()) == 1  # one change, one event
+    ess = Counter(orjson.loads(row["event"])["ess_event_id"] for row in stored if row not in postbacks)
+    assert set(ess) == {key.removeprefix("ess:") for key in expected if key.startswith("ess:")}
+    assert max(ess.values()) == 1  # an ESS event redelivered is one event
     second = {notification_id(row) for row in stored_second}
     assert second <= set(delivered) and after_rollout <= second
     assert len(recoveries) >= 2, "each kill abandons at least one job"
@@ -399,7 +433,7 @@ def lasting_keys(redis: Redis) -> list[str]:
     left = []
     for raw in redis.scan_iter(count=1000):
         key = raw.decode()
-        if not key.startswith(LASTING) or (key.startswith("rq:job:") and redis.ttl(key) < 0):
+        if not key.startswith(LASTING) or (key.startswith("rq:job:") and redis.ttl(key) == -1):
             left.append(key)
     return sorted(left)
 
