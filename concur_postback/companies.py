@@ -67,7 +67,8 @@ def company_id(value: str) -> str:
 
 
 def reauthorization_reason(company: str) -> str:
-    """How a notification failed for want of a company's tokens: `company connect` requeues these."""
+    """How a notification failed for want of a company's tokens (refused, or the company was never
+    connected): `company connect` requeues these."""
     return f"company {company} needs re-authorisation (company connect)"
 
 
@@ -208,7 +209,7 @@ class CompanyTokens:
 
     def _fresh(self, company: str, stored: Stored) -> tuple[OAuthToken, str | None] | None:
         if not stored:
-            raise ReauthorizationNeeded(f"company {company} is not connected (company connect)")
+            raise ReauthorizationNeeded(reauthorization_reason(company))  # never connected: the same cure
         if text(stored.get(b"state", b"")) == REAUTHORIZE:
             raise ReauthorizationNeeded(reauthorization_reason(company))
         sealed = text(stored.get(b"access", b""))

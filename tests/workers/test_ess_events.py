@@ -274,3 +274,15 @@ def test_with_ess_fetch_fop_a_profile_event_also_brings_the_form_of_payment(
     assert "4111111111111111" not in orjson.dumps(fop).decode() and "****1111" in orjson.dumps(fop).decode()
     paths = sorted(r["path"] for r in simulator.requests())
     assert paths == ["/api/travelprofile/v2.0/fop", "/api/travelprofile/v2.0/profile"]
+
+
+def test_an_event_of_a_company_never_connected_waits_as_a_failed_notification_for_company_connect(
+    pipeline: Pipeline, redis: Redis
+) -> None:
+    ident = pipeline.post_event(profile_event("tp-never"))
+    pipeline.work()
+    (failed,) = list_failed(redis)
+    assert failed.notification_id == ident and "needs re-authorisation" in failed.reason
+    assert "requeued 1" in connect(pipeline)
+    pipeline.work()
+    assert [event["notification_id"] for event in pipeline.events()] == [ident]
