@@ -119,6 +119,27 @@ class Settings(BaseSettings):
         le=16 * 1024 * 1024,
         description="Body limit (413 above it), checked while reading.",
     )
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request head (request line and headers) must arrive within this of the connection's "
+        "start, or of a kept-alive connection's next byte; then 408 and the connection is closed.",
+    )
+    max_body_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request body must arrive within this of its head; then 408 and the connection is "
+        "closed.",
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections one web process holds at most; by default its open-file limit less a "
+        "reserve (`serve` raises the soft limit to the hard one where allowed). Beyond it a new connection "
+        "closes the one waiting longest for its request head, or is closed itself.",
+    )
     data_dir: Path = Field(
         default=Path(".concur-postback"),
         description="Where `run` keeps the embedded Redis data and the token key.",

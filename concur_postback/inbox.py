@@ -95,24 +95,26 @@ class Record:
     payload: str | None = None
 
     def to_json(self) -> bytes:
-        if self.source == POSTBACK:  # without the ESS fields, which workers before them cannot read
+        if self.source == POSTBACK:  # without the ESS fields: workers before them read it too
             return orjson.dumps({name: getattr(self, name) for name in _POSTBACK_FIELDS})
         return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Record:
-        """A stored record; fields a later version added are left out, so a rolling deploy may put
-        a newer web tier in front of this version's workers."""
+        """A stored record. One with a field this version does not know (a later version's) raises
+        TypeError: the ledger makes it a failed notification, requeued once the workers are upgraded,
+        rather than processing it by half."""
         stored = orjson.loads(data)
         stored["kind"] = Kind(stored["kind"])
-        return cls(**{name: value for name, value in stored.items() if name in _FIELDS})
+        return cls(**stored)
 
 
 # ESS redelivers an event it saw no 200 for during 72 h: its id is remembered a day longer, at least.
 ESS_DEDUP_SECONDS = ESS_REDELIVERY_SECONDS + 24 * 3600
 
-_FIELDS = tuple(field.name for field in fields(Record))
-_POSTBACK_FIELDS = tuple(name for name in _FIELDS if name not in ("source", "topic", "payload"))
+_POSTBACK_FIELDS = tuple(
+    field.name for field in fields(Record) if field.name not in ("source", "topic", "payload")
+)
 
 # One notification's arguments to the ingest script: dedup key, id, record.
 IngestArgs = tuple[str, str, bytes]

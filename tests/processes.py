@@ -20,9 +20,13 @@ class Process:
 
     started: ClassVar[list[Process]] = []  # no_leftover_processes kills what a failed test left
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], open_files: int | None = None) -> None:
+        """``open_files``: start it under `ulimit -n` of that many (soft and hard), as many hosts do."""
+        command = [*CLI, *args]
+        if open_files is not None:
+            command = ["bash", "-c", f'ulimit -n {open_files} && exec "$@"', "bash", *command]
         self.popen = subprocess.Popen(
-            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         Process.started.append(self)
         self.lines: list[str] = []

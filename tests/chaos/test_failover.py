@@ -85,7 +85,7 @@ def test_every_acknowledged_postback_survives_two_failovers(
             )
             for n in range(NOTIFICATIONS)
         ]
-        sender, result = send_in_background(f"http://127.0.0.1:{web_port}/postback", shots, RATE)
+        sender, result = send_in_background(f"http://127.0.0.1:{web_port}", shots, RATE)
         kills = []
         time.sleep(5)  # the fault's schedule: five seconds of load before the first kill
         for round_ in (1, 2):

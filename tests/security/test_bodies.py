@@ -14,6 +14,7 @@ import pytest
 from redis import Redis
 
 from concur_postback.config import Settings
+from concur_postback.service.protocol import HttpProtocol
 from tests.conftest import NOTIFICATION, TOKEN, LiveServer
 from tests.security.conftest import RawConnection, stored_ids
 
@@ -25,7 +26,7 @@ TARGET = f"/postback?type=Itinerary&oauth_token_key={TOKEN}"
 def small_limit_server(
     make_server: Callable[..., LiveServer], make_settings: Callable[..., Settings]
 ) -> LiveServer:
-    return make_server(make_settings(max_body_bytes=LIMIT), http="httptools")
+    return make_server(make_settings(max_body_bytes=LIMIT), http=HttpProtocol)
 
 
 def head(headers: str, target: str = TARGET) -> bytes:

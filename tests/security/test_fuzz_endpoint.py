@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from concur_postback.config import Settings
+from concur_postback.service.protocol import HttpProtocol
 from tests.conftest import TOKEN, CapturedLogs, LiveServer
 from tests.security.conftest import stored_ids
 
@@ -117,7 +118,7 @@ def test_any_query_and_body_get_a_json_answer_and_a_refusal_stores_nothing(
     redis: Redis,
     captured_logs: CapturedLogs,
 ) -> None:
-    server = make_server(make_settings(max_body_bytes=MAX_BODY), http="httptools")
+    server = make_server(make_settings(max_body_bytes=MAX_BODY), http=HttpProtocol)
 
     # One server for every example (the property is about the server, not a fresh one per request).
     @FUZZ

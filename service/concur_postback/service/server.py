@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import structlog
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import STARTUP_FAILURE
@@ -20,7 +21,9 @@ from concur_postback import logs
 from concur_postback.config import load_settings
 from concur_postback.errors import ConfigurationError
 from concur_postback.service.app import create_app
-from concur_postback.service.protocol import HttpProtocol
+from concur_postback.service.protocol import LOW_LIMIT, HttpProtocol, connection_limit, raise_open_files_limit
+
+log = structlog.get_logger("concur_postback.service")
 
 
 def app_from_environment() -> ASGIApp:
@@ -62,6 +65,7 @@ def serve(
     # installed before it started: this one, which writes out the buffered log lines first.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _flush_then_die)
+    _report_open_files()
     config = uvicorn.Config(
         "concur_postback.service.server:app_from_environment",
         factory=True,
@@ -95,6 +99,18 @@ def serve(
                 server.run(sockets=sockets)
     if workers == 1 and not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _report_open_files() -> None:
+    """Raise the open-file limit where allowed (worker processes inherit it) and say what it allows."""
+    open_files = raise_open_files_limit()
+    settings = load_settings()
+    limit = connection_limit(open_files, settings.max_connections)
+    if open_files < LOW_LIMIT:
+        advice = f"raise the hard limit (ulimit -Hn) above {LOW_LIMIT} for more connections"
+        log.warning("service.open_files_low", open_files=open_files, max_connections=limit, detail=advice)
+    else:
+        log.info("service.open_files", open_files=open_files, max_connections=limit)
 
 
 def _bind(host: str, port: int) -> socket.socket:
