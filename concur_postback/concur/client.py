@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -28,6 +28,7 @@ from concur_postback.config import Settings
 from concur_postback.errors import HostNotAllowed, InvalidPostback, PermanentFetch, RetryableFetch
 
 DEFAULT_PAUSE_SECONDS = 5.0
+XML, JSON = "application/xml", "application/json"
 
 # Told of every request: its kind label, its outcome ("ok", "http_404", "timeout", ...) and its
 # seconds. The worker passes metrics.record_fetch; the domain itself knows no metrics library.
@@ -129,53 +130,32 @@ class ConcurClient:
         kind: str = "other",
         *,
         scheme: str | None = None,
-        accept: str = "application/xml",
+        accept: str = XML,
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """GET ``url`` with the token, once; ``kind`` labels the request's metrics; ``scheme`` the
         Authorization scheme (default CONCUR_AUTH_SCHEME; company JWTs are ``Bearer``); ``headers``
         more headers (the v4 APIs take Concur's correlation id)."""
-        host = self._host_of(url)
-        headers = {**self._headers(token, scheme=scheme), "Accept": accept, **(headers or {})}
-        async with self._slot(host):
-            started = time.perf_counter()
-            try:
-                response = await self._http.get(url, params=params, headers=headers)
-            except NETWORK_ERRORS as exc:
-                failure = _network_failure(exc)
-                self._observe(kind, failure.outcome, time.perf_counter() - started)
-                raise failure from None
-            elapsed = time.perf_counter() - started
-        status = response.status_code
-        self._observe(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
-        if status == 429:
+        sent = self._headers(token, scheme, accept, **(headers or {}))
+        response = await self._request("GET", url, kind, sent, params=params)
+        if response.status_code == 429:
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            await self._budget.pause(host, retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)
+            pause = retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS
+            await self._budget.pause(self._host_of(url), pause)
         return _content_or_raise(response)
 
     async def post_form(self, url: str, form: dict[str, str], kind: str = "token") -> tuple[int, bytes]:
-        """POST a form without a token (the OAuth2 token service: the credentials are in the form),
-        under the host policy, budget and in-flight limit as for `get`; (status, body) whatever the
-        status. Network failures raise RetryableFetch."""
-        host = self._host_of(url)
-        async with self._slot(host):
-            started = time.perf_counter()
-            try:
-                response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
-            except NETWORK_ERRORS as exc:
-                failure = _network_failure(exc)
-                self._observe(kind, failure.outcome, time.perf_counter() - started)
-                raise failure from None
-        status = response.status_code
-        self._observe(kind, "ok" if 200 <= status < 300 else f"http_{status}", time.perf_counter() - started)
-        return status, response.content
+        """POST a form without a token (the OAuth2 token service: the credentials are in the form);
+        (status, body) whatever the status."""
+        response = await self._request("POST", url, kind, {"Accept": JSON}, data=form)
+        return response.status_code, response.content
 
     async def post(
         self, url: str, token: OAuthToken, params: dict[str, str] | None = None, body: bytes = b""
     ) -> httpx.Response:
         """POST XML to Concur (the v1 subscription calls); the response whatever its status, so the
         caller can read Concur's `<Error>` document."""
-        return await self.send("POST", url, token, params=params, body=body, content_type="application/xml")
+        return await self.send("POST", url, token, params=params, body=body, content_type=XML)
 
     async def send(
         self,
@@ -185,19 +165,30 @@ class ConcurClient:
         *,
         params: dict[str, str] | None = None,
         body: bytes | None = None,
-        content_type: str = "application/json",
+        content_type: str = JSON,
         scheme: str | None = None,
     ) -> httpx.Response:
-        """Any request to Concur, under the host policy, budget and in-flight limit as for `get`; the
-        response whatever its status. Network failures raise FetchError."""
-        headers = self._headers(token, scheme=scheme, **{"Content-Type": content_type})
-        if content_type == "application/json":
-            headers["Accept"] = "application/json"
+        """Any request to Concur with the token; the response whatever its status."""
+        headers = self._headers(token, scheme, content_type, **{"Content-Type": content_type})
+        return await self._request(method, url, "other", headers, params=params, content=body)
+
+    async def _request(
+        self, method: str, url: str, kind: str, headers: dict[str, str], **options: Any
+    ) -> httpx.Response:
+        """Every request: under the host policy, this process's in-flight limit and the request
+        budget, timed and observed as ``kind``; a network failure raises RetryableFetch."""
         async with self._slot(self._host_of(url)):
+            started = time.perf_counter()
             try:
-                return await self._http.request(method, url, params=params, headers=headers, content=body)
+                response = await self._http.request(method, url, headers=headers, **options)
             except NETWORK_ERRORS as exc:
-                raise _network_failure(exc) from None
+                failure = _network_failure(exc)
+                self._observe(kind, failure.outcome, time.perf_counter() - started)
+                raise failure from None
+            elapsed = time.perf_counter() - started
+        status = response.status_code
+        self._observe(kind, "ok" if 200 <= status < 300 else f"http_{status}", elapsed)
+        return response
 
     def _host_of(self, url: str) -> str:
         """The URL's host — after checking that the token may go there at all."""
@@ -218,9 +209,11 @@ class ConcurClient:
                 await asyncio.sleep(wait)
             yield
 
-    def _headers(self, token: OAuthToken, scheme: str | None = None, **extra: str) -> dict[str, str]:
+    def _headers(
+        self, token: OAuthToken, scheme: str | None = None, accept: str = XML, **extra: str
+    ) -> dict[str, str]:
         authorization = f"{scheme or self._settings.concur_auth_scheme} {token.value}"
-        return {"Authorization": authorization, "Accept": "application/xml", **extra}
+        return {"Authorization": authorization, "Accept": accept, **extra}
 
 
 class _NetworkFailure(RetryableFetch):

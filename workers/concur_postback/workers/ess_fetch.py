@@ -23,7 +23,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from concur_postback.companies import CompanyTokens
-from concur_postback.concur.client import ConcurClient
+from concur_postback.concur.client import JSON, XML, ConcurClient
 from concur_postback.concur.ess import (
     IDENTITY_DELETED,
     IDENTITY_FETCHED,
@@ -45,8 +45,6 @@ from concur_postback.config import Settings
 from concur_postback.errors import PermanentFetch, RetryableFetch
 from concur_postback.events import Event, build_ess_event, now_iso
 from concur_postback.inbox import Record
-
-JSON = "application/json"
 
 
 class EssFetcher:
@@ -122,7 +120,7 @@ class EssFetcher:
         kind: Kind,
         *,
         params: dict[str, str] | None = None,
-        accept: str = "application/xml",
+        accept: str = XML,
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """GET ``where`` (a path at the company's geolocation, or a whole URL Concur named) with the
