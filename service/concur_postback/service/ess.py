@@ -30,7 +30,9 @@ from concur_postback.service.committer import Committer
 from concur_postback.service.postback import (
     ClientDisconnected,
     answer_counted,
+    answer_unavailable,
     read_body,
+    refuse_too_large,
     send_error,
     send_json,
 )
@@ -65,8 +67,7 @@ class EssEndpoint:
             annotate(scope, "ess.disconnected")
             return None
         except PayloadTooLarge as exc:
-            annotate(scope, "ess.rejected", reason="body_too_large", limit=exc.limit)
-            await send_error(send, 413, "body_too_large", f"body larger than {exc.limit} bytes")
+            await refuse_too_large(scope, send, "ess", exc)
             return metrics.TOO_LARGE
         except BadSignature as exc:  # said without the body: it may be anyone's
             annotate(scope, "ess.unauthorized", "warning", reason=str(exc))
@@ -85,9 +86,9 @@ class EssEndpoint:
         try:
             result, *_ = await asyncio.gather(*(self.committer.submit(ingest_args(r)) for r in records))
         except StoreUnavailable as exc:
-            annotate(scope, "ess.unavailable", "warning", reason=str(exc), topic=event.topic)
-            retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())
-            await send_error(send, 503, "unavailable", "cannot store the event now", retry_after)
+            await answer_unavailable(
+                scope, send, "ess", exc, settings=self.settings, what="event", topic=event.topic
+            )
             return metrics.UNAVAILABLE
 
         annotate(

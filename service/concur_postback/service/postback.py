@@ -96,6 +96,29 @@ async def answer_counted(
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
 
 
+async def refuse_too_large(scope: Scope, send: Send, endpoint: str, exc: PayloadTooLarge) -> None:
+    """413, logged as ``<endpoint>.rejected``: a body above MAX_BODY_BYTES."""
+    annotate(scope, f"{endpoint}.rejected", reason="body_too_large", limit=exc.limit)
+    await send_error(send, 413, "body_too_large", f"body larger than {exc.limit} bytes")
+
+
+async def answer_unavailable(
+    scope: Scope,
+    send: Send,
+    endpoint: str,
+    exc: StoreUnavailable,
+    *,
+    settings: Settings,
+    what: str,
+    **fields: object,
+) -> None:
+    """503 + Retry-After, logged as ``<endpoint>.unavailable``: Redis could not take it, so Concur
+    (postbacks and ESS alike) delivers it again."""
+    annotate(scope, f"{endpoint}.unavailable", "warning", reason=str(exc), **fields)
+    retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
+    await send_error(send, 503, "unavailable", f"cannot store the {what} now", retry_after)
+
+
 def kind_label(query_string: bytes) -> str:
     """The kind a rejected postback names, for metrics (the error path only: it parses the query again)."""
     try:
@@ -132,8 +155,7 @@ class PostbackEndpoint:
             annotate(scope, "postback.disconnected")
             return None
         except PayloadTooLarge as exc:
-            annotate(scope, "postback.rejected", reason="body_too_large", limit=exc.limit)
-            await send_error(send, 413, "body_too_large", f"body larger than {exc.limit} bytes")
+            await refuse_too_large(scope, send, "postback", exc)
             return kind_label(scope["query_string"]), metrics.TOO_LARGE
         except InvalidPostback as exc:
             annotate(scope, "postback.rejected", reason=exc.code, detail=exc.detail)
@@ -144,9 +166,15 @@ class PostbackEndpoint:
         try:
             result = await self.committer.submit(ingest_args(record))
         except StoreUnavailable as exc:
-            annotate(scope, "postback.unavailable", "warning", reason=str(exc), kind=record.kind.value)
-            retry_after = (b"retry-after", str(self.settings.retry_after_seconds).encode())
-            await send_error(send, 503, "unavailable", "cannot store the notification now", retry_after)
+            await answer_unavailable(
+                scope,
+                send,
+                "postback",
+                exc,
+                settings=self.settings,
+                what="notification",
+                kind=record.kind.value,
+            )
             return record.kind.value, metrics.UNAVAILABLE
 
         annotate(
