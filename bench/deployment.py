@@ -1,6 +1,11 @@
 """A whole deployment as real processes, for the benchmarks: an embedded Redis (AOF on) unless REDIS_URL is
 set, the Concur simulator, `serve` and N `worker`s writing to a file sink; and what the benchmarks read
-off it (the sink as it fills, CPU, RSS)."""
+off it (the sink as it fills, CPU, RSS, Redis's own counters).
+
+`deployment()` yields once every process has started and gone idle, so that a `usage()` taken then and
+another when the last event arrived charge a run with what it cost (idle polling included), not with
+start-up (imports, connections).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from redis import Redis
 
 from concur_postback.concur.oauth import TOKEN_PATH
 from concur_postback.embedded import EmbeddedRedis, free_port
@@ -50,23 +56,63 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+FOLLOW_POLL_SECONDS = 0.002  # a line is stamped at most this late; an empty read costs microseconds
+IDLE_WINDOW_SECONDS = 0.25
+IDLE_CORE_SHARE = 0.25  # all processes together, of one core: start-up keeps every core busy
+START_UP_TIMEOUT_SECONDS = 60.0
+
+
 def follow(path: Path, count: int, timeout: float) -> list[tuple[float, dict[str, object]]]:
-    """Read the sink file as it grows until ``count`` events are in it; each stamped when it appeared."""
+    """Read the sink file as it grows until ``count`` events are in it; each stamped when it appeared
+    (within ``FOLLOW_POLL_SECONDS``: the latencies measured are that exact)."""
     seen: list[tuple[float, dict[str, object]]] = []
     deadline = time.time() + timeout
-    offset = 0
     buffer = b""
-    while len(seen) < count and time.time() < deadline:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-        offset += len(chunk)
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        now = time.time()
-        seen.extend((now, orjson.loads(line)) for line in lines if line)
-        time.sleep(0.02)
+    with path.open("rb", buffering=0) as handle:
+        while len(seen) < count and time.time() < deadline:
+            if not (chunk := handle.readall()):
+                time.sleep(FOLLOW_POLL_SECONDS)
+                continue
+            now = time.time()
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            seen.extend((now, orjson.loads(line)) for line in lines if line)
     return seen
+
+
+def wait_idle(pids: list[int]) -> None:
+    """Wait until start-up is over: two windows in a row in which the processes together used under
+    ``IDLE_CORE_SHARE`` of a core. Idle polling stays under that; imports keep every core busy."""
+    deadline = time.monotonic() + START_UP_TIMEOUT_SECONDS
+    quiet = 0
+    before = sum(map(cpu_seconds, pids))
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            print(f"still busy {START_UP_TIMEOUT_SECONDS:g} s after start; measuring anyway", file=sys.stderr)
+            return
+        time.sleep(IDLE_WINDOW_SECONDS)
+        now = sum(map(cpu_seconds, pids))
+        quiet = quiet + 1 if now - before < IDLE_CORE_SHARE * IDLE_WINDOW_SECONDS else 0
+        before = now
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the deployment had used at one moment; ``later - earlier`` is what a run cost."""
+
+    cpu: dict[str, float]  # CPU seconds by tier: "web tier", "worker tier", "Redis", "simulator"
+    commands: int  # Redis: commands processed (INFO total_commands_processed)
+    by_command: dict[str, int]  # the same by command (INFO commandstats)
+
+    def __sub__(self, earlier: Usage) -> Usage:
+        return Usage(
+            {tier: seconds - earlier.cpu[tier] for tier, seconds in self.cpu.items()},
+            self.commands - earlier.commands - 1,  # the earlier snapshot's own INFO
+            {
+                name: calls - earlier.by_command.get(name, 0)
+                for name, calls in self.by_command.items()
+                if name != "info" and calls > earlier.by_command.get(name, 0)
+            },
+        )
 
 
 def connect_simulated_company(env: dict[str, str], simulator_url: str, workdir: Path) -> None:
@@ -87,15 +133,27 @@ class Deployment:
     env: dict[str, str]
     simulator: subprocess.Popen[bytes]
     web: subprocess.Popen[bytes]
+    redis: Redis
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds so far, by tier."""
-        return {
-            "worker tier": sum(cpu_seconds(w.pid) for w in self.workers),
-            "simulator": cpu_seconds(self.simulator.pid),
-            "web tier": cpu_seconds(self.web.pid),
-        }
+    def usage(self) -> Usage:
+        """CPU so far by tier and Redis's counters, read with one INFO (Redis's CPU from INFO too, so
+        that a Redis at REDIS_URL is measured as well, though with any other client's share)."""
+        info = self.redis.info("all")
+        return Usage(
+            {
+                "web tier": cpu_seconds(self.web.pid),
+                "worker tier": sum(cpu_seconds(w.pid) for w in self.workers),
+                "Redis": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+                "simulator": cpu_seconds(self.simulator.pid),
+            },
+            int(info["total_commands_processed"]),
+            {
+                key.removeprefix("cmdstat_"): int(value["calls"])
+                for key, value in info.items()
+                if key.startswith("cmdstat_")
+            },
+        )
 
 
 @contextmanager
@@ -140,12 +198,15 @@ def deployment(
             env,
             simulator,
             web,
+            Redis.from_url(env["REDIS_URL"]),
         )
         running.workers = [spawn("worker") for _ in range(workers)]
         try:
             wait_listening(web_port)
+            wait_idle([web.pid, simulator.pid, *(w.pid for w in running.workers)])
             yield running
         finally:
+            running.redis.close()
             everything = [*running.workers, web, simulator]
             for process in everything:
                 process.terminate()

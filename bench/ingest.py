@@ -35,6 +35,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from distribution import percentile
 
 from concur_postback.embedded import EmbeddedRedis, free_port
 from concur_postback.simulator.ess import EssSigner
@@ -211,8 +212,9 @@ async def _python_load(
     started = time.perf_counter()
     await asyncio.gather(*(one_connection(i) for i in range(connections)))
     elapsed = time.perf_counter() - started
-    quantiles = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, quantiles[49] * 1000, quantiles[98] * 1000, errors
+    latencies.sort()
+    p50, p99 = (percentile(latencies, p) * 1000 for p in (50, 99))
+    return len(latencies) / elapsed, p50, p99, errors
 
 
 def measure(

@@ -72,8 +72,7 @@ class JsonNode:
     def key(self) -> str:
         return self.name
 
-    def take(self, name: str) -> list[Node]:
-        key = name.lower()
+    def take(self, key: str) -> list[Node]:
         self._taken.add(key)
         return [node for node in self._nodes() if node.name.lower() == key]
 
@@ -83,6 +82,8 @@ class JsonNode:
         return list(nodes)
 
     def names(self) -> set[str]:
+        if isinstance(self._value, list):  # its items, named as it is
+            return {self.name.lower()} if self._value else set()
         return {str(name).lower() for name in self._value} if isinstance(self._value, dict) else set()
 
     def text(self) -> str | None:

@@ -30,6 +30,7 @@ JSON = str | dict[str, "JSON"] | list["JSON"] | None
 
 _READER = "concur.reader"  # dataclass field metadata: how the field is read from its node
 _DERIVED = "concur.derived"  # ... or computed from the fields read before it
+_SENT = "concur.sent"  # `Node.names` of which one must be sent for the field to be other than None
 
 
 class Node(Protocol):
@@ -45,9 +46,9 @@ class Node(Protocol):
     def key(self) -> str:
         """How it is named in ``extra``: its name, ``@Type`` for an attribute."""
 
-    def take(self, name: str) -> list[Node]:
-        """The attributes, then the child elements in document order, called ``name`` (any case).
-        What is taken is left out of `rest`."""
+    def take(self, key: str) -> list[Node]:
+        """The attributes, then the child elements in document order, whose lower-cased name is
+        ``key``. What is taken is left out of `rest`."""
 
     def children(self) -> list[Node]:
         """Every child element, in document order, all taken."""
@@ -123,6 +124,14 @@ class _Record(Protocol):
 
 
 R = TypeVar("R", bound=_Record)
+# Where a declared name is looked for: (its group as declared, "" for none; its lower-cased local name).
+Lookup = tuple[str, str]
+
+
+def lookups(*names: str) -> tuple[Lookup, ...]:
+    """``names`` split and lower-cased once, when a field is declared: ``Group/Name`` is ``Name`` inside
+    the first ``Group``."""
+    return tuple((group, name.lower()) for group, _, name in (name.rpartition("/") for name in names))
 
 
 @dataclass
@@ -134,23 +143,26 @@ class Reading:
     kept: dict[str, JSON] = field(default_factory=dict)
     groups: dict[str, Node] = field(default_factory=dict)  # nested groups read field by field
 
-    def take(self, names: tuple[str, ...]) -> list[Node]:
-        """Nodes named any of ``names``, in that order; ``Group/Name`` looks inside the first ``Group``."""
+    def take(self, names: tuple[Lookup, ...]) -> list[Node]:
+        """Nodes named any of ``names``, in that order."""
         found: list[Node] = []
-        for name in names:
-            group, _, leaf = name.rpartition("/")
-            found += self.group(group).take(leaf) if group else self.node.take(name)
+        for group, key in names:
+            found += self.group(group).take(key) if group else self.node.take(key)
         return found
 
-    def elements(self, names: tuple[str, ...]) -> list[Node]:
+    def elements(self, names: tuple[Lookup, ...]) -> list[Node]:
         """Like `take`, for records and groups: an attribute of such a name holds none, so it is kept."""
-        found = self.take(names)
-        self.keep_all(node for node in found if node.key.startswith("@"))
-        return [node for node in found if not node.key.startswith("@")]
+        elements: list[Node] = []
+        for node in self.take(names):
+            if node.key.startswith("@"):
+                self.keep(node.key, node.data())
+            else:
+                elements.append(node)
+        return elements
 
     def group(self, name: str) -> Node:
         if name not in self.groups:
-            nodes = self.elements((name,))
+            nodes = self.elements(lookups(name))
             self.keep_all(nodes[1:])
             self.groups[name] = nodes[0] if nodes else Leaf()
         return self.groups[name]
@@ -168,8 +180,14 @@ def read(cls: type[R], node: Node, redaction: Redaction = REDACTION) -> R:
     """Fill the record ``cls`` from ``node``: declared fields first, then all the rest into ``extra``."""
     reading = Reading(node, redaction)
     values: dict[str, object] = {}
-    for name, function, is_derived in _plan(cls):
-        values[name] = function(values) if is_derived else function(reading)
+    sent = node.names()
+    for name, function, is_derived, needed in _plan(cls):
+        if is_derived:
+            values[name] = function(values)
+        elif needed and sent.isdisjoint(needed):  # none of its names sent: nothing to look up
+            values[name] = None
+        else:
+            values[name] = function(reading)
     if "extra" in cls.__dataclass_fields__:
         extra = node.rest()
         for name, group in reading.groups.items():
@@ -182,10 +200,16 @@ def read(cls: type[R], node: Node, redaction: Redaction = REDACTION) -> R:
 
 
 @cache
-def _plan(cls: type[_Record]) -> list[tuple[str, Callable[[Any], object], bool]]:
-    """How each declared field of ``cls`` is filled, in order: (name, function, whether derived)."""
+def _plan(cls: type[_Record]) -> list[tuple[str, Callable[[Any], object], bool, frozenset[str]]]:
+    """How each declared field of ``cls`` is filled, in order: (name, function, whether derived, the
+    names one of which must be sent for it to be read at all)."""
     return [
-        (spec.name, spec.metadata.get(_READER) or spec.metadata[_DERIVED], _READER not in spec.metadata)
+        (
+            spec.name,
+            spec.metadata.get(_READER) or spec.metadata[_DERIVED],
+            _READER not in spec.metadata,
+            spec.metadata.get(_SENT, frozenset()),
+        )
         for spec in fields(cls)
         if _READER in spec.metadata or _DERIVED in spec.metadata
     ]
@@ -201,29 +225,40 @@ def add_value(data: dict[str, JSON], name: str, value: JSON) -> None:
         data[name] = [existing, value]
 
 
-def _declared(function: Callable[[Reading], object], default: object = None) -> Any:
-    return field(default=default, metadata={_READER: function})
+def _declared(
+    function: Callable[[Reading], object], default: object = None, names: tuple[Lookup, ...] = ()
+) -> Any:
+    """A field read by ``function``; one that finds none of ``names`` is None, so it is not called
+    when the node holds none of them (most declared fields are absent from any one document)."""
+    first = {group.partition("/")[0].lower() if group else key for group, key in names}
+    sent = frozenset(first | {"@" + name for name in first})
+    return field(default=default, metadata={_READER: function, _SENT: sent})
 
 
 def text(*names: str, or_own_text: bool = False, or_name: bool = False) -> Any:
     """The first of ``names`` sent, as text; with ``or_own_text`` the node's own text when none is,
     with ``or_name`` the node's own name."""
-    return _declared(partial(_text, names, or_own_text, or_name))
+    found = lookups(*names)
+    plain = () if or_own_text or or_name else found
+    return _declared(partial(_text, found, or_own_text, or_name), names=plain)
 
 
 def card_number(*names: str) -> Any:
     """A card number field: masked to its last four whatever it holds."""
-    return _declared(partial(_card_number, names))
+    found = lookups(*names)
+    return _declared(partial(_card_number, found), names=found)
 
 
 def count(*names: str) -> Any:
     """A whole number; text that is not one (``1.5``, ``n/a``) is kept in ``extra`` instead."""
-    return _declared(partial(_parsed, names, _to_int))
+    found = lookups(*names)
+    return _declared(partial(_parsed, found, _to_int), names=found)
 
 
 def flag(*names: str) -> Any:
     """A boolean (true/false, 1/0, yes/no, Y/N); anything else is kept in ``extra`` instead."""
-    return _declared(partial(_parsed, names, to_bool))
+    found = lookups(*names)
+    return _declared(partial(_parsed, found, to_bool), names=found)
 
 
 def own_text() -> Any:
@@ -233,7 +268,7 @@ def own_text() -> Any:
 
 def text_list(*names: str, separator: str = ",") -> Any:
     """Every part of the ``separator``-separated lists named any of ``names`` (`<Usages>A,B</Usages>`)."""
-    return field(default_factory=list, metadata={_READER: partial(_text_list, names, separator)})
+    return field(default_factory=list, metadata={_READER: partial(_text_list, lookups(*names), separator)})
 
 
 def element_kind(*known: str) -> Any:
@@ -259,7 +294,8 @@ def derived(function: Callable[[dict[str, object]], object]) -> Any:
 
 def record(cls: type[_Record], *names: str) -> Any:
     """The first node named any of ``names`` as a ``cls`` record (None when absent); repeats are kept."""
-    return _declared(partial(_record, cls, names))
+    found = lookups(*names)
+    return _declared(partial(_record, cls, found), names=found)
 
 
 def records(cls: type[_Record], containers: str | tuple[str, ...], *item_names: str) -> Any:
@@ -273,7 +309,9 @@ def items(
 ) -> Any:
     """Like `records`, with ``make`` choosing the record for each node (segments: by kind)."""
     boxes = (containers,) if isinstance(containers, str) else containers
-    reader = partial(_items, make, boxes, {name.lower() for name in item_names})
+    kinds = {name.lower() for name in item_names}
+    found = lookups(*boxes, *kinds)
+    reader = partial(_items, make, found, {name.lower() for name in boxes}, kinds)
     return field(default_factory=list, metadata={_READER: reader})
 
 
@@ -281,9 +319,14 @@ def _clean(reading: Reading, key: str, value: str | None) -> str | None:
     return reading.redaction.value(key, value) if value else value
 
 
-def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] | None:
+def _first(reading: Reading, names: tuple[Lookup, ...]) -> tuple[str, str | None] | None:
     """(key, text) of the first node named any of ``names``; what the text leaves out is kept."""
     found = reading.take(names)
+    if len(found) == 1:  # the name sent once, as it nearly always is
+        node = found[0]
+        if node.structured():
+            reading.keep(node.key, node.data())
+        return node.key, node.text()
     if not found:
         return None
     texts = [node.text() for node in found]  # each node's text once: this runs for every field read
@@ -297,7 +340,7 @@ def _first(reading: Reading, names: tuple[str, ...]) -> tuple[str, str | None] |
     return chosen.key, first
 
 
-def _text(names: tuple[str, ...], or_own_text: bool, or_name: bool, reading: Reading) -> str | None:
+def _text(names: tuple[Lookup, ...], or_own_text: bool, or_name: bool, reading: Reading) -> str | None:
     key, value = _first(reading, names) or ("", None)
     if value is None and or_own_text:
         key, value = reading.node.key, reading.node.own_text()
@@ -306,12 +349,12 @@ def _text(names: tuple[str, ...], or_own_text: bool, or_name: bool, reading: Rea
     return _clean(reading, key, value)
 
 
-def _card_number(names: tuple[str, ...], reading: Reading) -> str | None:
+def _card_number(names: tuple[Lookup, ...], reading: Reading) -> str | None:
     _, value = _first(reading, names) or ("", None)
     return mask_card_field(value) if value else None
 
 
-def _parsed(names: tuple[str, ...], parse: Callable[[str], object], reading: Reading) -> object:
+def _parsed(names: tuple[Lookup, ...], parse: Callable[[str], object], reading: Reading) -> object:
     key, raw = _first(reading, names) or ("", None)
     value = None if raw is None else parse(raw)
     if raw is not None and value is None:
@@ -319,7 +362,7 @@ def _parsed(names: tuple[str, ...], parse: Callable[[str], object], reading: Rea
     return value
 
 
-def _text_list(names: tuple[str, ...], separator: str, reading: Reading) -> list[str]:
+def _text_list(names: tuple[Lookup, ...], separator: str, reading: Reading) -> list[str]:
     parts: list[str] = []
     for node in reading.take(names):
         if node.structured():  # not the documented plain list: keep its shape too
@@ -329,7 +372,7 @@ def _text_list(names: tuple[str, ...], separator: str, reading: Reading) -> list
     return parts
 
 
-def _record(cls: type[_Record], names: tuple[str, ...], reading: Reading) -> object:
+def _record(cls: type[_Record], names: tuple[Lookup, ...], reading: Reading) -> object:
     found = reading.elements(names)
     reading.keep_all(found[1:])
     return read(cls, found[0], reading.redaction) if found else None
@@ -337,13 +380,13 @@ def _record(cls: type[_Record], names: tuple[str, ...], reading: Reading) -> obj
 
 def _items(
     make: Callable[[Node, Redaction], object],
-    containers: tuple[str, ...],
+    names: tuple[Lookup, ...],  # the containers, then the items
+    boxes: set[str],
     item_names: set[str],
     reading: Reading,
 ) -> list[object]:
-    boxes = {name.lower() for name in containers}
     made: list[object] = []
-    for node in reading.elements(containers + tuple(item_names)):
+    for node in reading.elements(names):
         if node.name.lower() not in boxes or node.listed:  # an item outside any container, or in an array
             made.append(make(node, reading.redaction))
             continue
@@ -385,7 +428,7 @@ class Leaf:
     def __init__(self, name: str = "", value: str = "", key: str | None = None) -> None:
         self.name, self._value, self.key = name, value, name if key is None else key
 
-    def take(self, name: str) -> list[Node]:
+    def take(self, key: str) -> list[Node]:
         return []
 
     def children(self) -> list[Node]:

@@ -83,42 +83,42 @@ def parse(data: bytes, *roots: str) -> XmlNode:
 
 
 class XmlNode:
-    """An element for `reader.read`: children and attributes by local name, any case, each taken once."""
+    """An element for `reader.read`: children and attributes by local name, any case, each taken once.
 
-    __slots__ = ("_attributes", "_children", "_element", "_own_text_taken", "_taken", "name")
+    Its children are indexed by lower-cased local name at the first lookup, so each name is worked out
+    once per element however many fields look for it."""
+
+    __slots__ = ("_attributes", "_children", "_element", "_index", "_own_text_taken", "_taken", "key", "name")
     listed = False  # XML repeats an element instead
 
-    def __init__(self, element: etree._Element) -> None:
+    def __init__(self, element: etree._Element, name: str | None = None) -> None:
         self._element = element
-        self.name = local_name(element)
-        self._children: dict[str, list[etree._Element]] | None = None  # built at the first lookup
+        # a parent's index knows the name already; ``key`` is the name too
+        self.name = self.key = local_name(element) if name is None else name
         # (lookup name, local name, value); schema markup (xsi:type, xsi:nil) is kept, never read as a field
-        self._attributes: list[tuple[str, str, str]] = []
-        for key, value in element.attrib.items():
-            name = str(key).rpartition("}")[2]
-            lookup = "" if str(key).startswith(_XSI) else name.lower()
-            self._attributes.append((lookup, name, str(value).strip()))
+        attributes = element.items()  # none, mostly
+        self._attributes = tuple(_attribute(str(k), str(v)) for k, v in attributes) if attributes else ()
+        self._children: list[_Child] | None = None  # built at the first lookup, in document order
+        self._index: dict[str, list[_Child]] | None = None
         self._taken: set[str] = set()  # lower-cased names, of attributes and children alike
         self._own_text_taken = False
 
-    @property
-    def key(self) -> str:
-        return self.name
-
-    def take(self, name: str) -> list[Node]:
-        key = name.lower()
+    def take(self, key: str) -> list[Node]:
         self._taken.add(key)
-        found: list[Node] = [
-            Leaf(local, value, "@" + local) for lookup, local, value in self._attributes if lookup == key
-        ]
-        return found + [XmlNode(element) for element in self._index().get(key, ())]
+        found: list[Node] = []  # loops, not comprehensions: this runs for every field read
+        for lookup, local, value in self._attributes:
+            if lookup == key:
+                found.append(Leaf(local, value, "@" + local))
+        for _, name, element in (self._index if self._index is not None else self._indexed()).get(key, ()):
+            found.append(XmlNode(element, name))
+        return found
 
     def children(self) -> list[Node]:
-        self._taken.update(self._index())
-        return [XmlNode(child) for child in self._element.iterchildren(etree.Element)]
+        self._taken.update(self._indexed())
+        return [XmlNode(element, name) for _, name, element in self._elements()]
 
     def names(self) -> set[str]:
-        return {"@" + lookup for lookup, _, _ in self._attributes if lookup} | self._index().keys()
+        return {"@" + lookup for lookup, _, _ in self._attributes if lookup} | self._indexed().keys()
 
     def text(self) -> str | None:
         if len(self._element) == 0:
@@ -134,7 +134,7 @@ class XmlNode:
     def structured(self) -> bool:
         if len(self._element):
             return True
-        return any(not str(key).startswith(_XSI) for key in self._element.attrib)
+        return bool(self._attributes) and any(lookup for lookup, _, _ in self._attributes)
 
     def data(self) -> JSON:
         if not self._attributes and len(self._element) == 0:
@@ -149,10 +149,9 @@ class XmlNode:
         for lookup, name, value in self._attributes:
             if lookup not in taken or not lookup:
                 add_value(data, f"@{name}", value)
-        for child in self._element.iterchildren(etree.Element):
-            name = local_name(child)
-            if name.lower() not in taken:
-                add_value(data, name, XmlNode(child).data())
+        for key, name, element in self._elements():
+            if key not in taken:
+                add_value(data, name, XmlNode(element, name).data())
         own = None if own_text_taken else self._own_text()
         if own:
             data["#text"] = own
@@ -163,12 +162,31 @@ class XmlNode:
         parts = [self._element.text, *(child.tail for child in self._element)]
         return " ".join(part.strip() for part in parts if part and part.strip()) or None
 
-    def _index(self) -> dict[str, list[etree._Element]]:
+    def _elements(self) -> list[_Child]:
         if self._children is None:
-            self._children = {}
-            for child in self._element.iterchildren(etree.Element):
-                self._children.setdefault(local_name(child).lower(), []).append(child)
+            self._children = []
+            for child in self._element:
+                tag = child.tag  # as in `local_name`
+                if isinstance(tag, str):
+                    name = tag.rpartition("}")[2]
+                    self._children.append((name.lower(), name, child))
         return self._children
+
+    def _indexed(self) -> dict[str, list[_Child]]:
+        if self._index is None:
+            self._index = {}
+            for child in self._elements():
+                self._index.setdefault(child[0], []).append(child)
+        return self._index
+
+
+# A child element as its parent indexes it: (lower-cased local name, local name, element).
+_Child = tuple[str, str, etree._Element]
+
+
+def _attribute(key: str, value: str) -> tuple[str, str, str]:
+    name = key.rpartition("}")[2]
+    return "" if key.startswith(_XSI) else name.lower(), name, value.strip()
 
 
 def _first_line(exc: Exception) -> str:
