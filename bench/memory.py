@@ -25,7 +25,7 @@ from redis import Redis
 from concur_postback.config import load_settings
 from concur_postback.depths import read_depths
 
-RESULT_TTL_SECONDS = 60  # pump.py: finished RQ jobs are kept this long
+RESULT_TTL_SECONDS = 60  # starter.py: finished RQ jobs are kept this long
 KINDS = ("itinerary",) * 4 + ("profile",) * 3 + ("fop",) * 3
 
 

@@ -167,14 +167,19 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="The RQ queue (`rq:queue:<name>`).",
     )
-    pump_batch_size: int = Field(default=100, ge=1, le=1000, description="Notifications per RQ job.")
-    pump_max_queued_jobs: int = Field(
-        default=2,
+    worker_max_in_flight: int = Field(
+        default=128,
         ge=1,
-        description="While this many jobs wait for a worker, new notifications gather into the next "
-        "(bigger) batch.",
+        le=10_000,
+        description="Notifications a worker process works on at once (fetching or delivering); more wait "
+        "in the inbox for the first free place, in any worker.",
     )
-    job_timeout_seconds: int = Field(default=60, ge=5, description="RQ job timeout.")
+    job_timeout_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="RQ job timeout. A worker's job takes notifications for the first half of it, then "
+        "finishes them and makes way for the next.",
+    )
     ingest_max_batch: int = Field(
         default=256, ge=1, le=10_000, description="Most postbacks stored by one group commit."
     )

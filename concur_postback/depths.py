@@ -16,7 +16,6 @@ from concur_postback.keys import (
     INBOX_KEY,
     LEASED_KEY,
     PENDING_KEY,
-    PUMPING_KEY,
     REAUTHORIZE_KEY,
     RETRY_KEY,
     SINK_NAMES_KEY,
@@ -38,7 +37,7 @@ for _, id in ipairs(redis.call('HKEYS', '{SINK_NAMES_KEY}')) do
 end
 return {{
   redis.call('ZCARD', '{PENDING_KEY}'), oldest[2] or '',
-  redis.call('LLEN', '{INBOX_KEY}') + redis.call('LLEN', '{PUMPING_KEY}'),
+  redis.call('LLEN', '{INBOX_KEY}'),
   redis.call('ZCARD', '{LEASED_KEY}'), redis.call('ZCARD', '{RETRY_KEY}'),
   redis.call('ZCARD', '{FAILED_KEY}'),
   redis.call('LLEN', ARGV[1]) + redis.call('LLEN', ARGV[1] .. '{RQ_INTERMEDIATE_SUFFIX}'),
@@ -52,7 +51,7 @@ return {{
 class Depths:
     pending: int  # accepted, not yet handed over or failed
     oldest_pending_ms: int | None  # when the oldest of them was received
-    inbox: int  # waiting for the pump
+    inbox: int  # waiting for a worker
     in_progress: int  # in a job (or its worker died and its lease has not lapsed yet)
     fetch_retries: int  # waiting for another attempt at Concur
     failed_notifications: int

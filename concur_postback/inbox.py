@@ -1,16 +1,17 @@
-"""The durable inbox in Redis: what the web tier writes before it says 200, and what the pump reads.
+"""The durable inbox in Redis: what the web tier writes before it says 200, and what the workers take from.
 
 Per accepted notification the ingest script does, atomically:
 
 * ``SET <dedup key> <id> NX EX <window>`` — the duplicate check; a redelivery stops here;
 * ``SET cp:n:<id> <record> EX <TOKEN_TTL>`` — the record, with the token encrypted (tokens.py);
-* ``RPUSH cp:inbox <id>`` — the hand-off to the pump, which turns ids into RQ jobs in batches;
+* ``RPUSH cp:inbox <id>`` — the hand-off to the workers, whose sessions take ids as they arrive;
 * ``ZADD cp:pending <received ms> <id>`` — what `status` counts until a worker has processed it.
 
 The web tier stores a whole group of concurrent postbacks with one script call (group commit, see
-committer.py), which keeps Redis work off the ack path's CPU; RQ's expensive job construction happens
-later, in the pump. The script names its fixed keys itself instead of taking them as KEYS: fewer
-arguments to encode per postback, and this deployment is a single Redis, never a cluster.
+committer.py), which keeps Redis work off the ack path's CPU; no RQ job is built per notification
+(a worker's job takes many, see workers/session.py). The script names its fixed keys itself instead
+of taking them as KEYS: fewer arguments to encode per postback, and this deployment is a single
+Redis, never a cluster.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Every Redis key this project writes, in one place: its type, how long it lives, and who writes it.
 
 A notification is, at every moment until it is finished, findable in exactly one of these places:
-the inbox (or the pump's `pumping` list), `leased` (a job has it, or had it until its worker died),
-or `retry` (waiting for another attempt). So nothing accepted can be lost between them: a job that
-dies leaves its notifications in `leased`, whose scores are lease ends, and the pump takes a lapsed
+the inbox, `leased` (a job has it, or had it until its worker died), or `retry` (waiting for another
+attempt); one script moves it between them. So nothing accepted can be lost between them: a job that
+dies leaves its notifications in `leased`, whose scores are lease ends, and any job takes a lapsed
 lease back like a due retry. It is finished when it is handed over to the sinks (its event stored,
 its record deleted) or becomes a failed notification.
 
@@ -24,10 +24,6 @@ ESS_SEEN_PREFIX = SEEN_PREFIX + "ess:"
 COALESCE_PREFIX = PREFIX + "coalesce:"
 INBOX_KEY = PREFIX + "inbox"
 PENDING_KEY = PREFIX + "pending"
-
-# --- the pump (workers/pump.py) ------------------------------------------------------------------------
-PUMPING_KEY = PREFIX + "pumping"
-PUMP_LOCK_KEY = PREFIX + "pump:lock"
 
 # --- a notification in the workers' hands (workers/ledger.py) -------------------------------------------
 LEASED_KEY = PREFIX + "leased"
@@ -104,7 +100,7 @@ SCHEMA = (
                 "EX COALESCE_WINDOW_SECONDS",
                 "FOP/profile coalescing -> id",
             ),
-            KeySpec(INBOX_KEY, "list of ids", "none", "accepted, waiting for the pump"),
+            KeySpec(INBOX_KEY, "list of ids", "none", "accepted, waiting for a worker"),
             KeySpec(
                 PENDING_KEY,
                 "zset id -> received ms",
@@ -114,16 +110,9 @@ SCHEMA = (
         ),
     ),
     Section(
-        "pump (workers/pump.py)",
-        (
-            KeySpec(PUMPING_KEY, "list of ids", "none", "taken by the pump, not yet in an RQ job"),
-            KeySpec(PUMP_LOCK_KEY, "string", "PX 10 s", "the pump lease holder"),
-        ),
-    ),
-    Section(
         "workers (workers/ledger.py)",
         (
-            KeySpec(LEASED_KEY, "zset id -> lease end", "none", "in a job; re-fed by the pump when lapsed"),
+            KeySpec(LEASED_KEY, "zset id -> lease end", "none", "in a job; taken again when lapsed"),
             KeySpec(RETRY_KEY, "zset id -> due", "none", "waiting for another fetch attempt"),
             KeySpec(
                 CLAIM_PREFIX + "<id>",

@@ -139,7 +139,7 @@ class QueueDepthCollector(Collector):
     Redis with one script call per scrape (depths.py). If Redis does not answer within a short
     timeout, nothing is exported (the series go stale) rather than the whole scrape failing.
 
-    queue: ``pending`` (accepted, not yet handed over or failed), ``inbox`` (waiting for the pump),
+    queue: ``pending`` (accepted, not yet handed over or failed), ``inbox`` (waiting for a worker),
     ``in_progress`` (in a job), ``fetch_retries`` (waiting for another attempt at Concur),
     ``failed_notifications``, ``jobs_queued`` and ``jobs_failed`` (RQ), ``dead_letters``,
     ``sink_retries`` (deliveries scheduled for a retry, including those being attempted right now).

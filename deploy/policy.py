@@ -219,10 +219,9 @@ def check_k8s(path: Path) -> list[str]:
         errors.append("k8s: ScaledObject must target the worker Deployment")
     if so.get("minReplicaCount", 0) > so.get("maxReplicaCount", 100):
         errors.append("k8s: ScaledObject minReplicaCount > maxReplicaCount")
-    queue = config.get("QUEUE_NAME", "concur-postback")
     lists = {t["metadata"].get("listName") for t in so["triggers"] if t["type"] == "redis"}
-    if f"rq:queue:{queue}" not in lists:
-        errors.append(f"k8s: ScaledObject needs a redis trigger on rq:queue:{queue}")
+    if "cp:inbox" not in lists:
+        errors.append("k8s: ScaledObject needs a redis trigger on cp:inbox")
     for t in so["triggers"]:
         env_name = t["metadata"].get("addressFromEnv")
         if env_name and env_name not in config:

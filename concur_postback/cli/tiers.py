@@ -55,7 +55,7 @@ def serve(
 @click.command()
 @click.option("--burst", is_flag=True, help="Process what is waiting, then exit.")
 def worker(burst: bool) -> None:
-    """Run an RQ worker (with the pump that turns stored notifications into jobs)."""
+    """Run an RQ worker: its jobs are sessions that take stored notifications as they arrive."""
     settings = configured()
     require(settings)
     run_worker(settings, burst=burst)

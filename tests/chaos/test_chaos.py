@@ -76,7 +76,7 @@ TYPES = {"itinerary": "Itinerary", "profile": "Profile", "fop": "FOP"}
 EVENTS = ("CREATE", "UPDATE", "CANCEL")
 # Redis keys allowed to stay once everything is delivered: the dedup keys, and small bookkeeping
 # that expires or is bounded by the number of sinks, hosts and workers.
-LASTING = ("cp:seen:", "cp:sinks", "cp:sink-live:", "cp:budget:", "cp:pump:lock", "cp:sweep:lock", "rq:",
+LASTING = ("cp:seen:", "cp:sinks", "cp:sink-live:", "cp:budget:", "cp:sweep:lock", "rq:",
            "cp:company:", "cp:companies")  # fmt: skip
 ESS_EVENTS = 100  # ESS events about the simulator's company, every topic, every tenth redelivered
 
@@ -485,7 +485,9 @@ def pending_work(status: dict[str, Any]) -> list[str]:
     """What `status` still counts as not done (empty when the pipeline is drained)."""
     names = ("pending", "inbox", "in_progress", "fetch_retries", "failed_notifications")
     left = [f"{name} {status[name]}" for name in names if status[name]]
-    left += [f"jobs {state} {count}" for state, count in status["jobs"].items() if count]
+    waiting = {"queued": 1}  # the next session, kept waiting by the starters (no notifications in it)
+    jobs = status["jobs"].items()
+    left += [f"jobs {state} {count}" for state, count in jobs if count > waiting.get(state, 0)]
     for sink, counts in status["sinks"].items():
         left += [f"{sink} {what} {count}" for what, count in counts.items() if count]
     left += [f"no live worker has {sink}" for sink in status["sinks_without_a_live_worker"]]

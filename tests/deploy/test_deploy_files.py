@@ -110,4 +110,4 @@ def test_scaledobject_watches_the_real_keys() -> None:
 
     scaled = yaml.safe_load((K8S / "scaledobject.yaml").read_text())
     lists = {t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
-    assert lists == {f"rq:queue:{_configmap()['QUEUE_NAME']}", INBOX_KEY}
+    assert lists == {INBOX_KEY}

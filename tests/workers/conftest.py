@@ -10,5 +10,5 @@ from concur_postback.keys import LEASED_KEY
 
 
 def lease(redis: Redis, *ids: str) -> None:
-    """Give stored notifications to a job, as the pump does (a job claims only what it was given)."""
+    """Give stored notifications a lease, as a take does (a job claims only what has one)."""
     redis.zadd(LEASED_KEY, dict.fromkeys(ids, time.time() + 300))

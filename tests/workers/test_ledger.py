@@ -19,6 +19,7 @@ from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.failed import list_failed
 from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.pipeline import NotificationProcessor
+from concur_postback.workers.session import Session
 from tests.conftest import Pipeline, Simulator, profiles, store
 from tests.workers.conftest import lease
 
@@ -66,7 +67,7 @@ def test_a_step_after_the_claim_was_lost_or_already_taken_changes_nothing(
         now = time.time()
         first = await ledger.retry("job-1", record, now + 5, "HTTP 503", now)
         resent = await ledger.retry("job-1", record, now + 5, "HTTP 503", now)  # reply lost, sent again
-        lease(redis, record.id)  # the retry came due and the pump gave it to job 2
+        lease(redis, record.id)  # the retry came due and a session took it for job 2
         await ledger.claim("job-2", [record.id], time.time())
         late = await ledger.fail("job-1", record.id, "HTTP 404", 1, time.time())  # job-1 came back late
         return [first, resent, late]
@@ -92,7 +93,7 @@ def test_a_fetch_outlasting_the_claim_ttl_keeps_its_claim(
         processor = NotificationProcessor(
             settings, client, concur, {"f": sink}, vault_from_settings(settings)
         )
-        batch = asyncio.create_task(processor.process_batch([record.id], 50))
+        batch = asyncio.create_task(Session(settings, client, processor).run([record.id], 50, 0))
         await asyncio.get_running_loop().run_in_executor(None, simulator.arrivals.get, True, 10)
         await asyncio.sleep(settings.worker_heartbeat_ttl_seconds + 0.5)  # the fault: past the first TTL
         other = await Ledger(client, settings).claim("other-worker", [record.id], time.time())

@@ -104,7 +104,7 @@ def test_a_job_stranded_between_dequeue_and_start_is_put_back_not_failed(
     `status` for a week); the next clean-up after the grace period queues it again instead."""
     stranded, other = (record.id for record in store(redis, pipeline.settings, profiles(2)))
     redis.lrem(INBOX_KEY, 0, stranded)
-    lease(redis, stranded)  # the pump gave it to a job ...
+    lease(redis, stranded)  # an older version's pump gave it to a job ...
     queue = job_queue(redis, pipeline.settings)
     job = queue.enqueue(process_notifications, [stranded], result_ttl=60)
     assert redis.lmove(queue.key, queue.intermediate_queue_key) == job.id.encode()  # ... whose worker died

@@ -1,1 +1,2 @@
-"""The worker tier: the pump that turns stored notifications into RQ jobs, and the jobs themselves."""
+"""The worker tier: RQ jobs that are sessions taking stored notifications as they arrive, and what
+they do with each one."""

@@ -1,6 +1,7 @@
 """Where each notification stands while the workers have it: claimed, waiting for a retry, or failed.
 
-A job first *claims* each notification of its batch (`SET cp:claim:<id> <owner> NX PX`), renews the
+A job *takes* each notification it works on — a due retry, a lapsed lease or a new arrival — leasing
+it in `cp:leased` and claiming it (`SET cp:claim:<id> <owner> NX PX`) in one script, renews the
 claims while it works (every quarter of WORKER_HEARTBEAT_TTL_SECONDS) and ends each one by one of:
 
 * hand-over to the sinks (deliveries.py), the normal end;
@@ -16,7 +17,7 @@ from Redis for longer than its claim lasts may find another worker has taken the
 and then it changes nothing (fencing). So two workers never both hand a notification over, and a
 step repeated by a client retry (the reply lost, the script sent again) finds its claim gone and does
 nothing twice. A notification claimed by another job is skipped: its lease in `cp:leased` stands,
-and it comes back to the pump should that job's worker die.
+and it comes back, taken like a due retry, should that job's worker die.
 
 The scripts name their keys themselves (see keys.py): one Redis, never a cluster.
 """
@@ -45,7 +46,7 @@ from concur_postback.keys import (
     TRY_PREFIX,
 )
 
-LEASE_MARGIN_SECONDS = 5  # a lapsed claim's notification returns to the pump this much later
+LEASE_MARGIN_SECONDS = 5  # a lapsed claim's notification can be taken again this much later
 
 # fail(id, now, retention, fields): make `id` a failed notification with the given hash fields.
 FAIL_FUNCTION = f"""
@@ -77,12 +78,13 @@ local function record_fields(out, raw)
 end
 """
 
-# ARGV: owner, claim ms, lease end, now, failed retention, then the ids. Only an id that a job was given
-# (it has a lease) is taken: a re-run of an RQ job must not take up again what its first run retried,
-# failed or handed over. For each id this job now holds: 1, id, record, attempts, since. For an id
-# that ends here (its record expired, or cannot be read): 2, id, reason. Ids another job holds are
-# left out. A claim already this owner's counts as held, so a resent script finds its own claims.
-_CLAIM = (
+# The step that gives a job a notification, shared by `claim` and `take`. ARGV: owner, claim ms, lease
+# end, now, failed retention, then each script's own. Only an id that has a lease is taken: a re-run
+# of an RQ job must not take up again what its first run retried, failed or handed over. `out` gets,
+# for an id this job now holds: 1, id, record, attempts, since; for an id that ends here (its record
+# expired, or cannot be read): 2, id, reason. Ids another job holds are left out. A claim already this
+# owner's counts as held, so a resent script finds its own claims.
+_CLAIM_FUNCTION = (
     FAIL_FUNCTION
     + f"""
 local owner, claim_ms, lease_end, now, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -94,39 +96,88 @@ local function emit(status, id, a, b, c)
   out[#out + 1] = b
   out[#out + 1] = c
 end
-for i = 6, #ARGV do
-  local id = ARGV[i]
-  local claim = '{CLAIM_PREFIX}' .. id
-  if redis.call('ZSCORE', '{LEASED_KEY}', id)
-      and (redis.call('SET', claim, owner, 'NX', 'PX', claim_ms) or redis.call('GET', claim) == owner) then
-    local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
-    local readable, record = false, nil
-    if raw then
-      readable, record = pcall(cjson.decode, raw)
+local function claim(id)
+  local key = '{CLAIM_PREFIX}' .. id
+  if not (redis.call('ZSCORE', '{LEASED_KEY}', id)
+      and (redis.call('SET', key, owner, 'NX', 'PX', claim_ms) or redis.call('GET', key) == owner)) then
+    return
+  end
+  local raw = redis.call('GET', '{RECORD_PREFIX}' .. id)
+  local readable, record = false, nil
+  if raw then
+    readable, record = pcall(cjson.decode, raw)
+  end
+  if raw and readable and type(record) == 'table' and type(record.dedup_key) == 'string' then
+    redis.call('PEXPIRE', key, claim_ms)
+    redis.call('ZADD', '{LEASED_KEY}', lease_end, id)
+    local coalesce = record.dedup_key
+    if string.sub(coalesce, 1, {len(COALESCE_PREFIX)}) == '{COALESCE_PREFIX}'
+        and redis.call('GET', coalesce) == id then
+      redis.call('DEL', coalesce)  -- a change landing from now on queues again: this fetch may miss it
     end
-    if raw and readable and type(record) == 'table' and type(record.dedup_key) == 'string' then
-      redis.call('PEXPIRE', claim, claim_ms)
-      redis.call('ZADD', '{LEASED_KEY}', lease_end, id)
-      local coalesce = record.dedup_key
-      if string.sub(coalesce, 1, {len(COALESCE_PREFIX)}) == '{COALESCE_PREFIX}'
-          and redis.call('GET', coalesce) == id then
-        redis.call('DEL', coalesce)  -- a change landing from now on queues again: this fetch may miss it
-      end
-      local tried = redis.call('HMGET', '{TRY_PREFIX}' .. id, 'attempts', 'since')
-      emit(1, id, raw, tried[1] or '0', tried[2] or '')
-    elseif raw then
-      fail(id, now, retention, {{'reason', 'unreadable record'}})
-      emit(2, id, 'unreadable record', '', '')
-    elseif redis.call('ZSCORE', '{PENDING_KEY}', id) then
-      local reason = 'expired: its record (and token) reached TOKEN_TTL_SECONDS'
-      fail(id, now, retention, {{'reason', reason}})
-      emit(2, id, reason, '', '')
-    else
-      redis.call('DEL', claim)
-      redis.call('ZREM', '{LEASED_KEY}', id)  -- finished by another job: nothing left to do
-    end
+    local tried = redis.call('HMGET', '{TRY_PREFIX}' .. id, 'attempts', 'since')
+    emit(1, id, raw, tried[1] or '0', tried[2] or '')
+  elseif raw then
+    fail(id, now, retention, {{'reason', 'unreadable record'}})
+    emit(2, id, 'unreadable record', '', '')
+  elseif redis.call('ZSCORE', '{PENDING_KEY}', id) then
+    local reason = 'expired: its record (and token) reached TOKEN_TTL_SECONDS'
+    fail(id, now, retention, {{'reason', reason}})
+    emit(2, id, reason, '', '')
+  else
+    redis.call('DEL', key)
+    redis.call('ZREM', '{LEASED_KEY}', id)  -- finished by another job: nothing left to do
   end
 end
+"""
+)
+# ARGV[6..]: the ids a job was given (by an older version's pump, which leased them).
+_CLAIM = (
+    _CLAIM_FUNCTION
+    + """
+for i = 6, #ARGV do
+  claim(ARGV[i])
+end
+return out
+"""
+)
+# ARGV[6]: room, how many to take. Due retries first, then lapsed leases (a dead worker's), then new
+# arrivals from the inbox, each leased and claimed. After what `claim` emits, the last element is when
+# the next retry or lease comes due ('' if none): until then only an arrival brings work.
+_TAKE = (
+    _CLAIM_FUNCTION
+    + f"""
+local room = tonumber(ARGV[6])
+local taken = {{}}
+for _, key in ipairs({{'{RETRY_KEY}', '{LEASED_KEY}'}}) do
+  if room > 0 then
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, room)
+    if #due > 0 and key == '{RETRY_KEY}' then
+      redis.call('ZREM', key, unpack(due))
+    end
+    for _, id in ipairs(due) do
+      taken[#taken + 1] = id
+    end
+    room = room - #due
+  end
+end
+if room > 0 then
+  for _, id in ipairs(redis.call('LPOP', '{INBOX_KEY}', room) or {{}}) do
+    taken[#taken + 1] = id
+  end
+end
+for _, id in ipairs(taken) do
+  redis.call('ZADD', '{LEASED_KEY}', lease_end, id)
+  claim(id)
+end
+local next_due = ''
+for _, key in ipairs({{'{RETRY_KEY}', '{LEASED_KEY}'}}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (next_due == '' or tonumber(first[2]) < tonumber(next_due)) then
+    next_due = first[2]
+  end
+end
+out[#out + 1] = next_due
 return out
 """
 )
@@ -242,21 +293,28 @@ class Ledger:
         self._try_ttl = settings.token_ttl_seconds
         self._window = settings.coalesce_window_seconds
         self._claim = redis.register_script(_CLAIM)
+        self._take = redis.register_script(_TAKE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._retry = redis.register_script(_RETRY)
         self._fail = redis.register_script(_FAIL)
 
     async def claim(self, owner: str, ids: list[str], now: float) -> Claims:
-        args: list[EncodableT] = [
-            owner,
-            self._claim_ms,
-            now + self._lease_seconds,
-            now,
-            self._retention,
-            *ids,
-        ]
-        reply: list[Any] = await self._claim(args=args)
+        """Claim ``ids``, which a job was given with their leases (by an older version's pump)."""
+        return await self._claims(owner, await self._claim(args=[*self._claim_args(owner, now), *ids]), now)
+
+    async def take(self, owner: str, room: int, now: float) -> tuple[Claims, float]:
+        """Up to ``room`` notifications that are waiting — due retries, lapsed leases, new arrivals —
+        leased and claimed for ``owner``; and when the next retry or lease comes due (inf: none)."""
+        reply: list[Any] = await self._take(args=[*self._claim_args(owner, now), room])
+        due = reply.pop()
+        next_due = float(due) if due else float("inf")
+        return await self._claims(owner, reply, now), next_due
+
+    def _claim_args(self, owner: str, now: float) -> list[EncodableT]:
+        return [owner, self._claim_ms, now + self._lease_seconds, now, self._retention]
+
+    async def _claims(self, owner: str, reply: list[Any], now: float) -> Claims:
         held, ended = [], {}
         for n in range(0, len(reply), 5):
             status, ident, raw, attempts, since = reply[n : n + 5]

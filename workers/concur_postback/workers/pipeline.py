@@ -1,14 +1,14 @@
 """From a stored notification to an event in every sink: claim, fetch, parse, hand over.
 
-A job hands a batch of notification ids to ``NotificationProcessor.process_batch``; all of them are processed
-concurrently (the Concur client's per-host limits bound what is in flight), so RQ's per-job cost is
-paid once per batch and a 100 ms Concur round trip does not cap a worker at 10 notifications/s.
+A job's session (session.py) hands each notification it takes to ``NotificationProcessor.process``,
+many at once (the Concur client's per-host limits bound what is in flight), so a 100 ms Concur round
+trip does not cap a worker at 10 notifications/s.
 
 A job makes one attempt per notification and never waits in place for a retry: a failure worth
 another attempt (429, 5xx, 408, a timeout, a connection error) puts the notification in the durable
 retry schedule (ledger.py), due after exponential backoff with jitter and at least Retry-After,
-for up to FETCH_RETRY_HORIZON_SECONDS after its first failure; any worker's pump takes it up when it
-is due. What another attempt cannot change (a malformed document, 400, 404 other than for a CANCEL,
+for up to FETCH_RETRY_HORIZON_SECONDS after its first failure; any worker's session takes it up when
+it is due. What another attempt cannot change (a malformed document, 400, 404 other than for a CANCEL,
 a token this worker cannot decrypt, a bug) makes it a failed notification with its reason. A
 fetched notification's event is handed to deliveries.py, which delivers it to every sink.
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -88,7 +86,6 @@ class NotificationProcessor:
         self._client = client
         self._sinks = sinks
         self._vault = vault
-        self._claim_seconds = settings.worker_heartbeat_ttl_seconds
         self.ledger = Ledger(redis, settings)
         self.deliveries = Deliveries(settings, redis, sinks, vault)
         self.sweeper = Sweeper(settings, redis, self.deliveries)
@@ -113,57 +110,7 @@ class NotificationProcessor:
             await sink.aclose()
         await self._redis.aclose()
 
-    async def process_batch(self, ids: list[str], budget_seconds: float) -> dict[str, int]:
-        """Process ``ids`` within ``budget_seconds``; return how many ended which way."""
-        owner = secrets.token_hex(8)
-        claims = await self.ledger.claim(owner, ids, time.time())
-        skipped = len(ids) - len(claims.held) - len(claims.ended)  # another job has them, or had
-        outcomes: Counter[str] = Counter(failed=len(claims.ended), skipped=skipped)
-        for ident, reason in claims.ended.items():
-            log.error("notification.failed", id=ident, reason=reason)
-        tasks = {
-            asyncio.create_task(self._process(owner, claimed)): claimed.record.id for claimed in claims.held
-        }
-        renewing = asyncio.create_task(self._renew(owner, tasks))
-        try:
-            done, late = await asyncio.wait(tasks, timeout=budget_seconds) if tasks else (set(), set())
-        except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
-            unfinished = {task: ident for task, ident in tasks.items() if not task.done()}
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._give_back(owner, unfinished))
-            raise
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-        await self._give_back(owner, {task: tasks[task] for task in late})  # the job's time is up
-        for task in done:
-            outcomes[task.result()] += 1
-        outcomes["late"] = len(late)
-        return {name: count for name, count in outcomes.items() if count}
-
-    async def _give_back(self, owner: str, tasks: dict[asyncio.Task[str], str]) -> None:
-        """Stop these notifications and put them back in the schedule, due now, no attempt counted
-        (one already handed over finishes its sinks: that part is shielded, and its claim is gone)."""
-        if not tasks:
-            return
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-        with contextlib.suppress(RedisError):  # else their claims lapse, and bring them back later
-            await self.ledger.release(owner, list(tasks.values()), time.time())
-
-    async def _renew(self, owner: str, tasks: dict[asyncio.Task[str], str]) -> None:
-        """Keep this job's claims (and leases) alive while its notifications are being processed."""
-        while True:
-            await asyncio.sleep(self._claim_seconds / 4)
-            running = [ident for task, ident in tasks.items() if not task.done()]
-            try:
-                await self.ledger.renew(owner, running, time.time())
-            except RedisError as exc:
-                log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(running))
-
-    async def _process(self, owner: str, claimed: Claimed) -> str:
+    async def process(self, owner: str, claimed: Claimed) -> str:
         """One notification, to one of the outcomes. Never raises: every end is recorded in Redis, or
         (Redis failing) left to the claim's lapse, which brings the notification back."""
         record = claimed.record

@@ -47,7 +47,7 @@ def render(status: dict[str, Any]) -> str:
     lines = [
         f"pending notifications : {status['pending']}"
         + (f" (oldest {oldest:.1f}s)" if oldest is not None else ""),
-        f"  waiting for the pump: {status['inbox']}",
+        f"  waiting for a worker: {status['inbox']}",
         f"  in a job            : {status['in_progress']}",
         f"  waiting for a retry : {status['fetch_retries']}",
         f"failed notifications  : {status['failed_notifications']}"

@@ -28,7 +28,6 @@ from concur_postback.keys import (
     INBOX_KEY,
     LEASED_KEY,
     PENDING_KEY,
-    PUMPING_KEY,
     RECORD_PREFIX,
     RETRY_KEY,
     SWEEP_CURSOR_KEY,
@@ -66,8 +65,8 @@ return out
 # ARGV: received-ms cutoff, now, how many to look at, how far into the inbox to look. Walks pending
 # notifications received before the cutoff, from where the last walk stopped (cp:sweep:cursor), and
 # puts back in the retry schedule, due now, any that is nowhere a worker would find it: not in the
-# inbox (as far as it looks) or the pumping list, not leased, not due for a retry, not claimed. None
-# should be; this is the net under that promise (and under a job from an older version that failed).
+# inbox (as far as it looks), not leased, not due for a retry, not claimed. None should be; this is
+# the net under that promise (and under a job from an older version that failed).
 _ADOPT = f"""
 local cursor = redis.call('GET', '{SWEEP_CURSOR_KEY}') or '-inf'
 local ids = redis.call('ZRANGEBYSCORE', '{PENDING_KEY}', '(' .. cursor, ARGV[1],
@@ -81,8 +80,7 @@ for i = 1, #ids, 2 do
   local id = ids[i]
   if not redis.call('ZSCORE', '{LEASED_KEY}', id) and not redis.call('ZSCORE', '{RETRY_KEY}', id)
       and redis.call('EXISTS', '{CLAIM_PREFIX}' .. id) == 0
-      and not redis.call('LPOS', '{INBOX_KEY}', id, 'MAXLEN', ARGV[4])
-      and not redis.call('LPOS', '{PUMPING_KEY}', id) then
+      and not redis.call('LPOS', '{INBOX_KEY}', id, 'MAXLEN', ARGV[4]) then
     redis.call('ZADD', '{RETRY_KEY}', ARGV[2], id)
     adopted[#adopted + 1] = id
   end

@@ -1,12 +1,11 @@
-"""`concur-postback worker`: an RQ worker with the pump running beside it in a thread.
+"""`concur-postback worker`: an RQ worker running sessions, with the starter beside it in a thread.
 
-SimpleWorker (no fork per job): a job is a batch of notifications, and forking would cost CPU on
-every job for nothing — the job code is ours and shares no state between jobs.
+SimpleWorker (no fork per job): a job is a session that keeps the process's connections to Concur,
+Redis and the sinks (jobs.py), and forking would cost CPU on every job for nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
@@ -27,7 +26,7 @@ from concur_postback.config import Settings
 from concur_postback.connections import connect
 from concur_postback.errors import ConfigurationError
 from concur_postback.workers.jobs import context, install, process_notifications, uninstall
-from concur_postback.workers.pump import Pump
+from concur_postback.workers.starter import Starter
 
 log = structlog.get_logger("concur_postback.worker")
 
@@ -62,7 +61,7 @@ class DequeuedJobs(IntermediateQueue):
     that gap, and a Redis restart can swallow BLMOVE's reply. RQ fails such a job after a minute, so
     `status` would show a failed job for a week although nothing failed. Here it goes back to the head
     of the queue once it has sat here unstarted for the grace period; running it twice is harmless,
-    as claims skip notifications another job has finished.
+    as a session takes only what is waiting.
     """
 
     def __init__(self, queue_key: str, connection: Redis, grace_seconds: int) -> None:
@@ -94,8 +93,8 @@ def job_queue(redis: Redis, settings: Settings) -> Queue:
     return queue
 
 
-def make_pump(redis: Redis, settings: Settings) -> Pump:
-    return Pump(redis, job_queue(redis, settings), settings, process_notifications)
+def make_starter(redis: Redis, settings: Settings) -> Starter:
+    return Starter(redis, job_queue(redis, settings), settings, process_notifications)
 
 
 def serve_metrics(port: int) -> WSGIServer:
@@ -112,10 +111,11 @@ def serve_metrics(port: int) -> WSGIServer:
 class HeartbeatWorker(SimpleWorker):
     """A SimpleWorker whose running job says it is alive every few seconds, from a thread.
 
-    SimpleWorker marks a job alive once, for its whole timeout + 60 s, so a batch abandoned by a killed
-    worker would wait minutes to be re-queued. Beating every ``heartbeat_ttl / 4`` seconds lets the
-    registry entry lapse ``heartbeat_ttl`` seconds after a crash; the next registry clean-up (every
-    ``maintenance_interval``, by any worker) then re-queues the batch.
+    SimpleWorker marks a job alive once, for its whole timeout + 60 s, so a session abandoned by a
+    killed worker would sit in the started registry for minutes. Beating every ``heartbeat_ttl / 4``
+    seconds lets the registry entry lapse ``heartbeat_ttl`` seconds after a crash; the next registry
+    clean-up (every ``maintenance_interval``, by any worker) then re-queues it. Its notifications do
+    not wait for that: their leases lapse and any session takes them.
     """
 
     def __init__(self, *args: Any, heartbeat_ttl: int, **kwargs: Any) -> None:
@@ -125,6 +125,7 @@ class HeartbeatWorker(SimpleWorker):
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         self.stopping = True
+        context().stopping.set()  # the running session takes no more and ends once it is done
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -153,17 +154,19 @@ class HeartbeatWorker(SimpleWorker):
                 interval = 1
 
 
-def _burst(pump: Pump, worker: HeartbeatWorker, settings: Settings) -> None:
+def _burst(starter: Starter, worker: HeartbeatWorker, settings: Settings) -> None:
     """Work until nothing is waiting and no retry (of a fetch or a delivery) is due within a second."""
     deliveries = context().processor.deliveries
     loop = context().loop
     while True:
-        if pump.drain():
+        next_work = starter.next_work()
+        if next_work <= time.time():
+            starter.enqueue(until_idle=True)
             worker.work(burst=True, logging_level=settings.log_level)
             continue
         if loop.run(deliveries.retry_all_due()):
             continue
-        wait = min(pump.next_due(), loop.run(deliveries.next_due())) - time.time()
+        wait = min(next_work, loop.run(deliveries.next_due())) - time.time()
         if wait > BURST_LINGER_SECONDS:
             return
         time.sleep(max(0.0, wait))  # until the next retry is due: the schedule, not synchronisation
@@ -202,12 +205,12 @@ def _worker(redis: Redis, queue: Queue, settings: Settings) -> HeartbeatWorker:
 def _run(settings: Settings, burst: bool) -> None:
     redis = connect(settings)
     queue = job_queue(redis, settings)
-    pump = make_pump(redis, settings)
+    starter = make_starter(redis, settings)
     stop = threading.Event()
-    thread = threading.Thread(target=pump.run, args=(stop,), name="pump", daemon=True)
+    thread = threading.Thread(target=starter.run, args=(stop,), name="starter", daemon=True)
     try:
         if burst:
-            _burst(pump, _worker(redis, queue, settings), settings)
+            _burst(starter, _worker(redis, queue, settings), settings)
             return
         thread.start()
         while True:
@@ -227,5 +230,3 @@ def _run(settings: Settings, burst: bool) -> None:
         stop.set()
         if thread.is_alive():
             thread.join(timeout=5)
-        with contextlib.suppress(RedisError):
-            pump.release_lease()

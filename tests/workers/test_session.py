@@ -1,0 +1,127 @@
+"""Sessions take notifications the moment they are waiting, each leased and claimed by exactly one
+job; due retries and lapsed leases come first. Over a real Redis, the simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from concur_postback.concur.client import ConcurClient
+from concur_postback.config import Settings
+from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RETRY_KEY
+from concur_postback.sinks.file import FileSink
+from concur_postback.tokens import vault_from_settings
+from concur_postback.workers.ledger import Ledger
+from concur_postback.workers.pipeline import NotificationProcessor
+from concur_postback.workers.session import Session
+from tests.conftest import Pipeline, profiles, store
+
+FAR = 4102444800  # 2100
+
+
+def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:
+    async def main() -> Any:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            return await step(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_take_brings_due_retries_and_lapsed_leases_first_and_leases_each_id_it_takes(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    waiting, due, lapsed, leased, later = (record.id for record in store(redis, settings, profiles(5)))
+    redis.delete(INBOX_KEY)
+    redis.rpush(INBOX_KEY, waiting)
+    redis.zadd(RETRY_KEY, {due: 1, later: FAR})  # due long ago / in 2100
+    redis.zadd(LEASED_KEY, {lapsed: 1, leased: FAR - 1})  # its worker died / still running
+    before = time.time()
+
+    async def take(client: AsyncRedis) -> tuple[list[str], float]:
+        claims, next_due = await Ledger(client, settings).take("job-1", 10, time.time())
+        return [claimed.record.id for claimed in claims.held], next_due
+
+    taken, next_due = run(redis_url, take)
+    assert taken == [due, lapsed, waiting]
+    assert redis.zrange(RETRY_KEY, 0, -1) == [later.encode()]
+    assert redis.llen(INBOX_KEY) == 0
+    lease_ends = dict(redis.zrange(LEASED_KEY, 0, -1, withscores=True))
+    assert set(lease_ends) == {i.encode() for i in (waiting, due, lapsed, leased)}
+    assert all(lease_ends[i.encode()] > before + settings.worker_heartbeat_ttl_seconds for i in taken)
+    assert all(redis.get(CLAIM_PREFIX + i) == b"job-1" for i in taken)
+    assert next_due == min(lease_ends.values())  # until then, only an arrival brings work
+
+
+def test_a_take_takes_no_more_than_its_room_in_arrival_order(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    ids = [record.id for record in store(redis, settings, profiles(5))]
+
+    async def take(client: AsyncRedis) -> list[str]:
+        claims, _ = await Ledger(client, settings).take("job-1", 2, time.time())
+        return [claimed.record.id for claimed in claims.held]
+
+    assert run(redis_url, take) == ids[:2]
+    assert [i.decode() for i in redis.lrange(INBOX_KEY, 0, -1)] == ids[2:]
+
+
+def test_sessions_taking_at_once_never_take_one_notification_twice(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    ids = [record.id for record in store(redis, settings, profiles(60))]
+
+    async def race(client: AsyncRedis) -> list[list[str]]:
+        ledger = Ledger(client, settings)
+
+        async def takes(owner: str) -> list[str]:
+            got: list[str] = []
+            while claims := (await ledger.take(owner, 3, time.time()))[0].held:
+                got += [claimed.record.id for claimed in claims]
+            return got
+
+        return await asyncio.gather(*(takes(f"job-{n}") for n in range(4)))
+
+    taken = run(redis_url, race)
+    assert sorted(i for got in taken for i in got) == sorted(ids)
+    assert all(got for got in taken)  # all four took some: they really ran side by side
+
+
+def test_a_running_session_takes_and_delivers_a_notification_that_arrives_after_it_started(
+    pipeline: Pipeline, redis_url: str
+) -> None:
+    """The point of a session: nothing waits for a batch or for the job to end. The session then
+    stops taking when its worker is asked to stop, and ends with what it did."""
+    settings = pipeline.settings
+
+    async def scenario(client: AsyncRedis) -> tuple[bool, dict[str, int]]:
+        concur = ConcurClient(settings)
+        sink = FileSink.from_url(f"file://{pipeline.events_file}")
+        vault = vault_from_settings(settings)
+        processor = NotificationProcessor(settings, client, concur, {"f": sink}, vault)
+        stopping = asyncio.Event()
+        session = asyncio.create_task(Session(settings, client, processor, stopping.is_set).run([], 120, 60))
+        await asyncio.sleep(0.2)  # a session with nothing to take blocks on the inbox
+        posted = await asyncio.to_thread(pipeline.post, type="Profile", oauth_token_key="t" * 24)
+        deadline = time.monotonic() + 20
+        while not [e for e in pipeline.events() if e["notification_id"] == posted]:
+            assert time.monotonic() < deadline, "the session did not deliver the arrival"
+            await asyncio.sleep(0.02)
+        still_running = not session.done()
+        stopping.set()
+        outcomes = await asyncio.wait_for(session, 10)
+        await concur.aclose()
+        await sink.aclose()
+        return still_running, outcomes
+
+    still_running, outcomes = run(redis_url, scenario)
+    assert still_running
+    assert outcomes == {"delivered": 1}
+    assert len(pipeline.events()) == 1

@@ -1,0 +1,178 @@
+"""A worker's job: notifications taken the moment they are waiting, processed concurrently.
+
+A worker runs one RQ job at a time, and each job is a *session*. For the first half of
+JOB_TIMEOUT_SECONDS it takes notifications into its in-flight set as soon as they are waiting — due
+retries, lapsed leases, then arrivals — up to WORKER_MAX_IN_FLIGHT, each leased and claimed in one
+script (ledger.py); then it takes no more, finishes what it holds within the job's time and ends, and
+the worker starts the next session (starter.py keeps one waiting in the queue). So a notification
+never waits for a batch to form or for other notifications to finish, and RQ's per-job cost is paid
+once a session, not once a notification. With room and nothing waiting, a session blocks on the inbox
+(BLMOVE onto itself, which takes nothing) until something arrives, the next retry or lease comes due,
+or a second has passed (a stopping worker is noticed that soon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from concur_postback.config import Settings
+from concur_postback.keys import INBOX_KEY
+from concur_postback.workers.ledger import Claims
+from concur_postback.workers.pipeline import NotificationProcessor
+
+log = structlog.get_logger("concur_postback.session")
+
+ARRIVAL_WAIT_SECONDS = 1.0  # the longest block on the inbox: how soon a stopping worker stops taking
+REDIS_PAUSE_SECONDS = 1.0  # after Redis failed under a take: it is restarting or failing over
+
+
+class Session:
+    """One job's in-flight set. ``stopping`` says the worker was asked to stop: take no more."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        processor: NotificationProcessor,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._redis = redis
+        self._processor = processor
+        self._ledger = processor.ledger
+        self._stopping = stopping
+        self._room = settings.worker_max_in_flight
+        self._claim_seconds = settings.worker_heartbeat_ttl_seconds
+        self._redis_timeout = settings.redis_timeout_seconds
+        self._owner = secrets.token_hex(8)
+        self._tasks: dict[asyncio.Task[str], str] = {}  # in flight -> notification id
+        self._outcomes: Counter[str] = Counter()
+        self._one_ended = asyncio.Event()  # set when a notification leaves the in-flight set
+
+    async def run(
+        self, first: list[str], budget_seconds: float, take_seconds: float, until_idle: bool = False
+    ) -> dict[str, int]:
+        """Process ``first`` (ids a job was given), and take what is waiting for ``take_seconds`` (with
+        ``until_idle``, only until nothing is waiting or in flight); finish within ``budget_seconds``.
+        Return how many notifications ended which way."""
+        began = time.monotonic()
+        deadline, take_until = began + budget_seconds, began + min(take_seconds, budget_seconds)
+        renewing = asyncio.create_task(self._renew())
+        try:
+            if first:
+                claims = await self._ledger.claim(self._owner, first, time.time())
+                self._outcomes["skipped"] += len(first) - len(claims.held) - len(claims.ended)
+                self._start(claims)
+            while time.monotonic() < take_until and not self._stopping():
+                if not await self._take_more(take_until, until_idle):
+                    break
+            late = await self._finish(deadline)
+        except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._give_back(set(self._tasks)))
+            raise
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        self._outcomes["late"] += late
+        return {name: count for name, count in self._outcomes.items() if count}
+
+    async def _take_more(self, take_until: float, until_idle: bool) -> bool:
+        """Take what is waiting, or wait for room or for an arrival. False: an idle session ends."""
+        room = self._room - len(self._tasks)
+        if room <= 0:
+            await self._until_one_ends(take_until - time.monotonic())
+            return True
+        try:
+            claims, next_due = await self._ledger.take(self._owner, room, time.time())
+        except RedisError as exc:
+            log.warning("session.take_failed", error=type(exc).__name__)
+            await asyncio.sleep(REDIS_PAUSE_SECONDS)
+            return True
+        if claims.held or claims.ended:
+            self._start(claims)
+            return True
+        if until_idle:
+            if not self._tasks:
+                return False
+            await self._until_one_ends(take_until - time.monotonic())  # it may schedule a retry
+            return True
+        await self._arrival(min(take_until - time.monotonic(), next_due - time.time(), ARRIVAL_WAIT_SECONDS))
+        return True
+
+    def _start(self, claims: Claims) -> None:
+        self._outcomes["failed"] += len(claims.ended)
+        for ident, reason in claims.ended.items():
+            log.error("notification.failed", id=ident, reason=reason)
+        for claimed in claims.held:
+            task = asyncio.create_task(self._processor.process(self._owner, claimed))
+            self._tasks[task] = claimed.record.id
+            task.add_done_callback(self._ended)
+
+    async def _until_one_ends(self, seconds: float) -> None:
+        self._one_ended.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._one_ended.wait(), max(0.0, seconds))
+
+    def _ended(self, task: asyncio.Task[str]) -> None:
+        ident = self._tasks.pop(task, None)
+        self._one_ended.set()
+        if task.cancelled():  # given back
+            return
+        if (exc := task.exception()) is not None:  # a bug: its claim lapses and brings it back
+            log.error("notification.broken", id=ident, error=repr(exc))
+            self._outcomes["broken"] += 1
+            return
+        self._outcomes[task.result()] += 1
+
+    async def _arrival(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the inbox to hold something, taking nothing from it."""
+        if seconds <= 0:
+            return
+        seconds = max(seconds, 0.01)  # a timeout of 0 would block for ever
+        try:
+            async with asyncio.timeout(seconds + self._redis_timeout):
+                # Redis takes a fractional timeout; redis-py's stubs say int.
+                await self._redis.blmove(INBOX_KEY, INBOX_KEY, seconds, "LEFT", "LEFT")  # type: ignore[arg-type]
+        except (RedisError, TimeoutError) as exc:
+            log.warning("session.wait_failed", error=type(exc).__name__)
+            await asyncio.sleep(min(seconds, REDIS_PAUSE_SECONDS))
+
+    async def _finish(self, deadline: float) -> int:
+        """Wait for what is in flight until ``deadline``; give back what is late. How many were."""
+        if not self._tasks:
+            return 0
+        _, late = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        await self._give_back(late)
+        return len(late)
+
+    async def _give_back(self, tasks: set[asyncio.Task[str]]) -> None:
+        """Stop these notifications and put them back in the schedule, due now, no attempt counted
+        (one already handed over finishes its sinks: that part is shielded, and its claim is gone)."""
+        if not tasks:
+            return
+        ids = [self._tasks[task] for task in tasks if task in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        with contextlib.suppress(RedisError):  # else their claims lapse, and bring them back later
+            await self._ledger.release(self._owner, ids, time.time())
+
+    async def _renew(self) -> None:
+        """Keep this session's claims (and leases) alive while its notifications are being processed."""
+        while True:
+            await asyncio.sleep(self._claim_seconds / 4)
+            running = list(self._tasks.values())
+            try:
+                await self._ledger.renew(self._owner, running, time.time())
+            except RedisError as exc:
+                log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(running))
