@@ -53,7 +53,8 @@ class Distribution:
         return counts
 
 
-def _ms(value: float | None) -> str:
+def ms(value: float | None) -> str:
+    """A latency in whole milliseconds, ``-`` when none was measured."""
     return "-" if value is None else f"{value:,.0f}"
 
 
@@ -66,9 +67,9 @@ def table(columns: dict[str, Distribution], unit: str = "ms") -> str:
         "| count | " + " | ".join(f"{len(d):,}" for d in columns.values()) + " |",
     ]
     for p in PERCENTILES:
-        rows.append(f"| p{p:g} ({unit}) | " + " | ".join(_ms(d.at(p)) for d in columns.values()) + " |")
+        rows.append(f"| p{p:g} ({unit}) | " + " | ".join(ms(d.at(p)) for d in columns.values()) + " |")
     maxima = (d.values[-1] if d.values else None for d in columns.values())
-    rows.append(f"| max ({unit}) | " + " | ".join(_ms(m) for m in maxima) + " |")
+    rows.append(f"| max ({unit}) | " + " | ".join(ms(m) for m in maxima) + " |")
     counted = [d.buckets() for d in columns.values()]
     for index, (label, _) in enumerate(counted[0]):
         cells = []

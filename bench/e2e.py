@@ -31,7 +31,7 @@ import aiohttp
 import distribution
 import httpx
 from deployment import Deployment, Usage, deployment, follow, peak_rss_mib
-from distribution import Distribution
+from distribution import Distribution, ms
 
 from concur_postback.simulator.load import fetch_ess_events
 
@@ -217,9 +217,6 @@ def table(columns: dict[str, E2EFigures]) -> str:
 
     def row(label: str, cell: Callable[[E2EFigures], str]) -> str:
         return f"| {label} | " + " | ".join(cell(f) for f in columns.values()) + " |"
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f}"
 
     def cpu(tier: str) -> Callable[[E2EFigures], str]:
         return lambda f: f"{f.cpu_ms[tier]:.2f} ms"

@@ -99,7 +99,7 @@ def at_most(value: float | None, target: float, f: E2EFigures) -> bool:
 
 
 def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
+    return distribution.ms(value) + (" ms" if value is not None else "")
 
 
 def scale_table(runs: list[E2EFigures]) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from concur_postback.keys import LEASED_KEY
 
@@ -12,3 +16,16 @@ from concur_postback.keys import LEASED_KEY
 def lease(redis: Redis, *ids: str) -> None:
     """Give stored notifications a lease, as a take does (a job claims only what has one)."""
     redis.zadd(LEASED_KEY, dict.fromkeys(ids, time.time() + 300))
+
+
+def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``step`` with an asyncio client of ``redis_url`` in a loop of its own."""
+
+    async def main() -> Any:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            return await step(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())

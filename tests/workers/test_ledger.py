@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis import Redis
@@ -21,18 +20,7 @@ from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.pipeline import NotificationProcessor
 from concur_postback.workers.session import Session
 from tests.conftest import Pipeline, Simulator, profiles, store
-from tests.workers.conftest import lease
-
-
-def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:
-    async def main() -> Any:
-        client = AsyncRedis.from_url(redis_url)
-        try:
-            return await step(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
+from tests.workers.conftest import lease, run
 
 
 def test_a_notification_claimed_by_one_job_is_skipped_by_another(

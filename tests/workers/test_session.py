@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -20,19 +18,9 @@ from concur_postback.workers.ledger import Ledger
 from concur_postback.workers.pipeline import NotificationProcessor
 from concur_postback.workers.session import Session
 from tests.conftest import Pipeline, profiles, store
+from tests.workers.conftest import run
 
 FAR = 4102444800  # 2100
-
-
-def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:
-    async def main() -> Any:
-        client = AsyncRedis.from_url(redis_url)
-        try:
-            return await step(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
 
 
 def test_a_take_brings_due_retries_and_lapsed_leases_first_and_leases_each_id_it_takes(

@@ -98,9 +98,12 @@ class Session:
             log.warning("session.take_failed", error=type(exc).__name__)
             await asyncio.sleep(REDIS_PAUSE_SECONDS)
             return True
-        if claims.held or claims.ended:
-            self._start(claims)
-            return True
+        taken = len(claims.held) + len(claims.ended)
+        self._start(claims)
+        if taken >= room or (taken and until_idle):
+            return True  # more may be waiting
+        # What was waiting is taken: a second take now would find nothing, so wait (BLMOVE returns at
+        # once if something arrived meanwhile). One take per arrival, not two.
         if until_idle:
             if not self._tasks:
                 return False
