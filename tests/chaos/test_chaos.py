@@ -429,11 +429,17 @@ def lone_notification_through_a_redis_outage(
 
 def lasting_keys(redis: Redis) -> list[str]:
     """Keys that should not outlast the run: anything but the dedup keys and bounded bookkeeping, and
-    any RQ job hash that would not expire."""
+    any RQ job hash that would not expire — but for the one session job waiting in the queue (the
+    starters keep it there; a queued job's hash expires only once it has run)."""
+    queued = [job.decode() for queue in redis.scan_iter("rq:queue:*") if redis.type(queue) == b"list"
+              for job in redis.lrange(queue, 0, -1)]  # fmt: skip
+    waiting = {f"rq:job:{job}" for job in queued[:1]}
     left = []
     for raw in redis.scan_iter(count=1000):
         key = raw.decode()
-        if not key.startswith(LASTING) or (key.startswith("rq:job:") and redis.ttl(key) == -1):
+        if not key.startswith(LASTING) or (
+            key.startswith("rq:job:") and redis.ttl(key) == -1 and key not in waiting
+        ):
             left.append(key)
     return sorted(left)
 
