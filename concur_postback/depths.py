@@ -20,6 +20,7 @@ from concur_postback.keys import (
     RETRY_KEY,
     SINK_NAMES_KEY,
     SINK_RETRY_PREFIX,
+    TAKING_KEY,
 )
 
 RQ_QUEUE_PREFIX = "rq:queue:"
@@ -37,7 +38,7 @@ for _, id in ipairs(redis.call('HKEYS', '{SINK_NAMES_KEY}')) do
 end
 return {{
   redis.call('ZCARD', '{PENDING_KEY}'), oldest[2] or '',
-  redis.call('LLEN', '{INBOX_KEY}'),
+  redis.call('LLEN', '{INBOX_KEY}') + redis.call('LLEN', '{TAKING_KEY}'),
   redis.call('ZCARD', '{LEASED_KEY}'), redis.call('ZCARD', '{RETRY_KEY}'),
   redis.call('ZCARD', '{FAILED_KEY}'),
   redis.call('LLEN', ARGV[1]) + redis.call('LLEN', ARGV[1] .. '{RQ_INTERMEDIATE_SUFFIX}'),

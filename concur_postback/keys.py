@@ -1,8 +1,9 @@
 """Every Redis key this project writes, in one place: its type, how long it lives, and who writes it.
 
 A notification is, at every moment until it is finished, findable in exactly one of these places:
-the inbox, `leased` (a job has it, or had it until its worker died), or `retry` (waiting for another
-attempt); one script moves it between them. So nothing accepted can be lost between them: a job that
+the inbox (or `taking`, where a session waiting for arrivals moves one for the next take), `leased`
+(a job has it, or had it until its worker died), or `retry` (waiting for another attempt); one
+script moves it between them. So nothing accepted can be lost between them: a job that
 dies leaves its notifications in `leased`, whose scores are lease ends, and any job takes a lapsed
 lease back like a due retry. It is finished when it is handed over to the sinks (its event stored,
 its record deleted) or becomes a failed notification.
@@ -26,6 +27,7 @@ INBOX_KEY = PREFIX + "inbox"
 PENDING_KEY = PREFIX + "pending"
 
 # --- a notification in the workers' hands (workers/ledger.py) -------------------------------------------
+TAKING_KEY = PREFIX + "taking"
 LEASED_KEY = PREFIX + "leased"
 RETRY_KEY = PREFIX + "retry"
 CLAIM_PREFIX = PREFIX + "claim:"
@@ -112,6 +114,7 @@ SCHEMA = (
     Section(
         "workers (workers/ledger.py)",
         (
+            KeySpec(TAKING_KEY, "list of ids", "none", "arrivals that woke a session, for the next take"),
             KeySpec(LEASED_KEY, "zset id -> lease end", "none", "in a job; taken again when lapsed"),
             KeySpec(RETRY_KEY, "zset id -> due", "none", "waiting for another fetch attempt"),
             KeySpec(

@@ -43,6 +43,7 @@ from concur_postback.keys import (
     PENDING_KEY,
     RECORD_PREFIX,
     RETRY_KEY,
+    TAKING_KEY,
     TRY_PREFIX,
 )
 
@@ -142,8 +143,9 @@ return out
 """
 )
 # ARGV[6]: room, how many to take. Due retries first, then lapsed leases (a dead worker's), then new
-# arrivals from the inbox, each leased and claimed. After what `claim` emits, the last element is when
-# the next retry or lease comes due ('' if none): until then only an arrival brings work.
+# arrivals (those a waiting session moved to `taking` first), each leased and claimed. After what
+# `claim` emits, the last element is when the next retry or lease comes due ('' if none): until then
+# only an arrival brings work.
 _TAKE = (
     _CLAIM_FUNCTION
     + f"""
@@ -161,9 +163,13 @@ for _, key in ipairs({{'{RETRY_KEY}', '{LEASED_KEY}'}}) do
     room = room - #due
   end
 end
-if room > 0 then
-  for _, id in ipairs(redis.call('LPOP', '{INBOX_KEY}', room) or {{}}) do
-    taken[#taken + 1] = id
+for _, list in ipairs({{'{TAKING_KEY}', '{INBOX_KEY}'}}) do
+  if room > 0 then
+    local arrived = redis.call('LPOP', list, room) or {{}}
+    for _, id in ipairs(arrived) do
+      taken[#taken + 1] = id
+    end
+    room = room - #arrived
   end
 end
 for _, id in ipairs(taken) do

@@ -7,8 +7,10 @@ script (ledger.py); then it takes no more, finishes what it holds within the job
 the worker starts the next session (starter.py keeps one waiting in the queue). So a notification
 never waits for a batch to form or for other notifications to finish, and RQ's per-job cost is paid
 once a session, not once a notification. With room and nothing waiting, a session blocks on the inbox
-(BLMOVE onto itself, which takes nothing) until something arrives, the next retry or lease comes due,
-or a second has passed (a stopping worker is noticed that soon).
+until something arrives, the next retry or lease comes due, or a second has passed (a stopping
+worker is noticed that soon). The arrival that wakes it is moved to `cp:taking`, which every take
+empties first: so one arrival wakes one session, not all of them, and an arrival whose session dies
+before its take is taken by the next session's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from concur_postback.config import Settings
-from concur_postback.keys import INBOX_KEY
+from concur_postback.keys import INBOX_KEY, TAKING_KEY
 from concur_postback.workers.ledger import Claims
 from concur_postback.workers.pipeline import NotificationProcessor
 
@@ -103,7 +105,7 @@ class Session:
         if taken >= room or (taken and until_idle):
             return True  # more may be waiting
         # What was waiting is taken: a second take now would find nothing, so wait (BLMOVE returns at
-        # once if something arrived meanwhile). One take per arrival, not two.
+        # once if something arrived meanwhile).
         if until_idle:
             if not self._tasks:
                 return False
@@ -138,14 +140,14 @@ class Session:
         self._outcomes[task.result()] += 1
 
     async def _arrival(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for the inbox to hold something, taking nothing from it."""
+        """Wait up to ``seconds`` for an arrival, and move it to `cp:taking` for the take that follows."""
         if seconds <= 0:
             return
         seconds = max(seconds, 0.01)  # a timeout of 0 would block for ever
         try:
             async with asyncio.timeout(seconds + self._redis_timeout):
                 # Redis takes a fractional timeout; redis-py's stubs say int.
-                await self._redis.blmove(INBOX_KEY, INBOX_KEY, seconds, "LEFT", "LEFT")  # type: ignore[arg-type]
+                await self._redis.blmove(INBOX_KEY, TAKING_KEY, seconds, "LEFT", "LEFT")  # type: ignore[arg-type]
         except (RedisError, TimeoutError) as exc:
             log.warning("session.wait_failed", error=type(exc).__name__)
             await asyncio.sleep(min(seconds, REDIS_PAUSE_SECONDS))

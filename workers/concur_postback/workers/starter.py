@@ -20,7 +20,7 @@ from redis.exceptions import RedisError, WatchError
 from rq import Queue, Retry
 
 from concur_postback.config import Settings
-from concur_postback.keys import INBOX_KEY, LEASED_KEY, RETRY_KEY
+from concur_postback.keys import INBOX_KEY, LEASED_KEY, RETRY_KEY, TAKING_KEY
 
 log = structlog.get_logger("concur_postback.starter")
 
@@ -72,10 +72,11 @@ class Starter:
         or lease (infinity if none)."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.llen(INBOX_KEY)
+            pipe.llen(TAKING_KEY)
             pipe.zrange(RETRY_KEY, 0, 0, withscores=True)
             pipe.zrange(LEASED_KEY, 0, 0, withscores=True)
-            inbox, *firsts = pipe.execute()
-        if inbox:
+            inbox, taking, *firsts = pipe.execute()
+        if inbox or taking:
             return time.time()
         return min((float(first[0][1]) for first in firsts if first), default=float("inf"))
 

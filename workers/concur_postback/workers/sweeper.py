@@ -32,6 +32,7 @@ from concur_postback.keys import (
     RETRY_KEY,
     SWEEP_CURSOR_KEY,
     SWEEP_LOCK_KEY,
+    TAKING_KEY,
 )
 from concur_postback.workers.deliveries import Deliveries
 from concur_postback.workers.ledger import FAIL_FUNCTION
@@ -65,8 +66,8 @@ return out
 # ARGV: received-ms cutoff, now, how many to look at, how far into the inbox to look. Walks pending
 # notifications received before the cutoff, from where the last walk stopped (cp:sweep:cursor), and
 # puts back in the retry schedule, due now, any that is nowhere a worker would find it: not in the
-# inbox (as far as it looks), not leased, not due for a retry, not claimed. None should be; this is
-# the net under that promise (and under a job from an older version that failed).
+# inbox or `taking` (as far as it looks), not leased, not due for a retry, not claimed. None should
+# be; this is the net under that promise (and under a job from an older version that failed).
 _ADOPT = f"""
 local cursor = redis.call('GET', '{SWEEP_CURSOR_KEY}') or '-inf'
 local ids = redis.call('ZRANGEBYSCORE', '{PENDING_KEY}', '(' .. cursor, ARGV[1],
@@ -80,7 +81,8 @@ for i = 1, #ids, 2 do
   local id = ids[i]
   if not redis.call('ZSCORE', '{LEASED_KEY}', id) and not redis.call('ZSCORE', '{RETRY_KEY}', id)
       and redis.call('EXISTS', '{CLAIM_PREFIX}' .. id) == 0
-      and not redis.call('LPOS', '{INBOX_KEY}', id, 'MAXLEN', ARGV[4]) then
+      and not redis.call('LPOS', '{INBOX_KEY}', id, 'MAXLEN', ARGV[4])
+      and not redis.call('LPOS', '{TAKING_KEY}', id, 'MAXLEN', ARGV[4]) then
     redis.call('ZADD', '{RETRY_KEY}', ARGV[2], id)
     adopted[#adopted + 1] = id
   end
