@@ -5,8 +5,9 @@ the inbox (or `taking`, where a session waiting for arrivals moves one for the n
 (a job has it, or had it until its worker died), or `retry` (waiting for another attempt); one
 script moves it between them. So nothing accepted can be lost between them: a job that
 dies leaves its notifications in `leased`, whose scores are lease ends, and any job takes a lapsed
-lease back like a due retry. It is finished when it is handed over to the sinks (its event stored,
-its record deleted) or becomes a failed notification.
+lease back like a due retry. It is finished when it is handed over, once every sink has been tried
+(its record deleted, its event stored only for the sinks that failed), or becomes a failed
+notification.
 
 Scores in `retry`, `leased`, `sink-retry:*`, `failed` and `dead` are Unix times in seconds; in `pending`
 the received time in milliseconds (the ingest script writes it from the notification id).

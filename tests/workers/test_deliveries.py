@@ -116,8 +116,8 @@ def fetched(redis_url: str, redis: Redis, settings: Settings) -> tuple[Record, E
     return record, build_event(record, {"login": "x"}, fetched_at="2026-11-22T00:00:00Z")
 
 
-def hand_over(record: Record, event: Event, owner: str = OWNER) -> Step:
-    return lambda deliveries: deliveries.hand_over(owner, record, event, event.to_json())
+def deliver(record: Record, event: Event, owner: str = OWNER) -> Step:
+    return lambda deliveries: deliveries.deliver(owner, record, event, event.to_json())
 
 
 def retry_due(deliveries: Deliveries) -> Coroutine[Any, Any, int]:
@@ -135,7 +135,7 @@ def label(sink: ScriptedSink) -> str:
 def test_fan_out_to_every_sink_then_the_event_is_gone(redis: Redis, redis_url: str, fast: Settings) -> None:
     a, b = ScriptedSink("a"), ScriptedSink("b")
     record, event = fetched(redis_url, redis, fast)
-    run(redis_url, fast, [a, b], hand_over(record, event))
+    run(redis_url, fast, [a, b], deliver(record, event))
     assert a.received == b.received == [event.id]
     assert redis.get(EVENT_PREFIX + record.id) is None
     assert redis.get(RECORD_PREFIX + record.id) is None  # the token went with the record
@@ -145,21 +145,22 @@ def test_fan_out_to_every_sink_then_the_event_is_gone(redis: Redis, redis_url: s
     assert schedule(redis, a) == schedule(redis, b) == [] and redis.zcard(DEAD_KEY) == 0
 
 
-def test_a_hand_over_whose_claim_lapsed_changes_nothing(redis: Redis, redis_url: str, fast: Settings) -> None:
+def test_a_hand_over_whose_claim_lapsed_records_nothing(redis: Redis, redis_url: str, fast: Settings) -> None:
     """A worker cut off from Redis past its claim finds another worker holding the notification: it
-    must neither store the event nor deliver it (the other one will)."""
-    sink = ScriptedSink("a")
+    must record nothing, however its sinks answered (the other one delivers the same event id)."""
+    ok, down = ScriptedSink("ok"), ScriptedSink("down", [SinkError("HTTP 503")])
     record, event = fetched(redis_url, redis, fast)
     redis.set(CLAIM_PREFIX + record.id, "another-worker")  # the claim lapsed and was taken over
     handed: list[bool] = []
 
     async def late(deliveries: Deliveries) -> None:
-        handed.append(await deliveries.hand_over(OWNER, record, event, event.to_json()))
+        handed.append(await deliveries.deliver(OWNER, record, event, event.to_json()))
 
-    run(redis_url, fast, [sink], late)
-    assert handed == [False] and sink.received == []
+    run(redis_url, fast, [ok, down], late)
+    assert handed == [False] and ok.received == [event.id]
     assert redis.get(RECORD_PREFIX + record.id) is not None and redis.get(EVENT_PREFIX + record.id) is None
     assert redis.zscore(PENDING_KEY, record.id) is not None
+    assert schedule(redis, down) == [] and redis.get(CLAIM_PREFIX + record.id) == b"another-worker"
 
 
 def test_a_sink_that_is_down_is_retried_alone_until_it_is_back(
@@ -168,7 +169,7 @@ def test_a_sink_that_is_down_is_retried_alone_until_it_is_back(
     down = ScriptedSink("down", [ConnectionRefusedError("no"), SinkError("HTTP 503")])
     up = ScriptedSink("up")
     record, event = fetched(redis_url, redis, fast)
-    run(redis_url, fast, [down, up], hand_over(record, event))
+    run(redis_url, fast, [down, up], deliver(record, event))
     assert (down.received, up.received) == ([], [event.id])
     assert schedule(redis, down) == [record.id.encode()] and schedule(redis, up) == []
     assert per_sink(redis)[label(down)] == {"retrying": 1, "dead": 0}
@@ -188,7 +189,7 @@ def test_a_retry_is_taken_only_by_a_worker_that_has_its_sink(
     settings = fast.model_copy(update={"sink_retry_horizon_seconds": 3600})
     a, b = ScriptedSink("a"), ScriptedSink("b", [SinkError("HTTP 503")])
     record, event = fetched(redis_url, redis, settings)
-    run(redis_url, settings, [a, b], hand_over(record, event))
+    run(redis_url, settings, [a, b], deliver(record, event))
     assert schedule(redis, b) == [record.id.encode()]
     redis.delete(SINK_LIVE_PREFIX + sink_id(b.name))  # the new worker stops; only old ones run
 
@@ -206,11 +207,24 @@ def test_a_retry_is_taken_only_by_a_worker_that_has_its_sink(
 def test_deliveries_survive_a_worker_dying_before_the_sinks_answer(
     redis: Redis, redis_url: str, fast: Settings
 ) -> None:
-    dying = ScriptedSink("dying", [asyncio.CancelledError()])  # the worker's loop is torn down mid-delivery
+    """Torn down while trying the sinks, a worker leaves the notification leased (its lease lapses and
+    brings it back, to be fetched again); torn down while retrying a sink, it leaves that delivery
+    claimed until the attempt's own time limit, plus a margin, is over."""
+    # the worker's loop is torn down mid-delivery: first at the hand-over's attempt, then at a retry's
+    dying = ScriptedSink("dying", [asyncio.CancelledError(), SinkError("HTTP 503"), asyncio.CancelledError()])
     record, event = fetched(redis_url, redis, fast)
     with pytest.raises(asyncio.CancelledError):
-        run(redis_url, fast, [dying], hand_over(record, event))
+        run(redis_url, fast, [dying], deliver(record, event))
+    assert (
+        redis.get(RECORD_PREFIX + record.id) is not None and redis.zscore(LEASED_KEY, record.id) is not None
+    )
+    assert redis.get(EVENT_PREFIX + record.id) is None  # nothing handed over yet
+
+    run(redis_url, fast, [dying], deliver(record, event))  # taken up again: this time the sink fails
     key = sink_retry_key(sink_id(dying.name))
+    redis.zadd(key, {record.id: 0})  # its retry is due
+    with pytest.raises(asyncio.CancelledError):
+        run(redis_url, fast, [dying], retry_due)
     due = redis.zscore(key, record.id)
     # comes due for another worker once the attempt's own time limit (plus a margin) is over
     assert (
@@ -229,7 +243,7 @@ def test_permanent_failure_is_a_dead_letter_until_requeued_to_that_sink_only(
     rejecting = ScriptedSink("rejecting", [SinkError("HTTP 400 Bad Request", permanent=True)])
     other = ScriptedSink("other")
     record, event = fetched(redis_url, redis, fast)
-    run(redis_url, fast, [rejecting, other], hand_over(record, event))
+    run(redis_url, fast, [rejecting, other], deliver(record, event))
     [letter] = list_failed(redis)
     assert (letter.what, letter.notification_id, letter.sink, letter.attempts) == (
         "delivery",
@@ -264,7 +278,7 @@ def test_a_sink_down_past_its_horizon_and_a_slow_one_become_dead_letters(
         while redis.zcard(DEAD_KEY) == 0:  # each retry is due at once; the horizon ends it
             await deliveries.retry_due()
 
-    run(redis_url, fast, [slow, quick], hand_over(record, event), until_dead)
+    run(redis_url, fast, [slow, quick], deliver(record, event), until_dead)
     assert quick.received == [event.id]  # not held back by the slow sink
     [letter] = list_failed(redis)
     assert letter.sink == label(slow) and letter.attempts >= 2
@@ -278,7 +292,7 @@ def test_a_sink_down_past_its_horizon_and_a_slow_one_become_dead_letters(
 def test_failed_commands(redis: Redis, redis_url: str, fast: Settings) -> None:
     rejecting = ScriptedSink("rejecting", [SinkError("HTTP 410 Gone", permanent=True)])
     record, event = fetched(redis_url, redis, fast)
-    run(redis_url, fast, [rejecting], hand_over(record, event))
+    run(redis_url, fast, [rejecting], deliver(record, event))
     key = fast.token_encryption_key.get_secret_value() if fast.token_encryption_key else ""
     env = clean_env(REDIS_URL=redis_url, TOKEN_ENCRYPTION_KEY=key)  # `show` decrypts the stored event
     listed = cli("failed", "list", env=env)

@@ -259,16 +259,16 @@ def test_a_redis_failure_under_a_lone_notification_gets_it_delivered_when_it_is_
     simulator.fault(match="/TRIPBAD", status=200, times=1, body="<Itinerary><broken")
     unlucky = pipeline.post(type="Profile", oauth_token_key=TOKEN)
     bad = pipeline.post(simulator.notification("TRIPBAD"), type="Itinerary", oauth_token_key=TOKEN)
-    hand_over = Deliveries.hand_over
+    deliver = Deliveries.deliver
     failures = [unlucky]
 
     async def flaky(self: Deliveries, owner: str, record: Record, event: Event, payload: bytes) -> bool:
         if record.id in failures:
             failures.remove(record.id)
             raise RedisConnectionError("Connection closed by server.")
-        return await hand_over(self, owner, record, event, payload)
+        return await deliver(self, owner, record, event, payload)
 
-    monkeypatch.setattr(Deliveries, "hand_over", flaky)
+    monkeypatch.setattr(Deliveries, "deliver", flaky)
     pipeline.work()
     assert [event["notification_id"] for event in pipeline.events()] == [unlucky]
     assert [entry["id"] for entry in captured_logs.named("notification.retry_later")] == [unlucky]

@@ -187,7 +187,7 @@ def test_sink_retries_and_dead_letters_are_counted(
                 vault_from_settings(settings),
             )
             await handler.register()
-            await handler.hand_over("owner", record, event, event.to_json())
+            await handler.deliver("owner", record, event, event.to_json())
             assert depths(settings)["sink_retries"] == 1  # flaky, scheduled again
             await handler.retry_all_due()
         finally:

@@ -1,10 +1,13 @@
 """Delivery to sinks, each on its own: one fetch from Concur, then every sink independently.
 
-Once an event is built it is handed over in one script, if the job still holds the notification's
-claim (ledger.py): the event is stored (`cp:ev:<id>`), the sinks it owes go into `cp:owed:<id>` and
-each sink's own schedule (`cp:sink-retry:<sink id>`), and the notification's record (with its
-encrypted token) is deleted — Concur is never asked again. Every sink is then tried concurrently, each
-bounded by SINK_TIMEOUT_SECONDS so a slow sink cannot hold the others. A sink that fails is retried
+Once an event is built every sink is tried concurrently, each bounded by SINK_TIMEOUT_SECONDS so a
+slow sink cannot hold the others, while the job still holds the notification's claim (ledger.py).
+Then one script hands the notification over, if the claim is still the job's: its record (with its
+encrypted token) is deleted — Concur is never asked again — and, only if some sink failed, the event
+is stored (`cp:ev:<id>`, sealed) with the sinks that owe it in `cp:owed:<id>` and each such sink's
+own schedule (`cp:sink-retry:<sink id>`). So the common case costs one round trip and stores no
+event; a worker that dies before the hand-over leaves the notification leased, and whoever takes it
+up when the lease lapses fetches and delivers it again. A sink that fails is retried
 on its own schedule (exponential backoff with jitter, Retry-After honoured) by whichever worker
 *that has the sink* claims it first, without touching the sinks that succeeded. A worker without the
 sink (an old one during a rolling deploy that adds it) never sees that sink's schedule, so the
@@ -12,8 +15,9 @@ delivery waits, visible in `status`, until a worker that has it takes it up. Aft
 SINK_RETRY_HORIZON_SECONDS, or at once for a permanent failure, the delivery becomes a dead letter
 (`cp:dead`) with its reason, until `concur-postback failed requeue` sends it again — to that sink only.
 
-Delivery is at least once per sink: a worker that dies between a sink's success and recording it
-delivers that event to that sink again, with the same event `id`, which is the idempotency key.
+Delivery is at least once per sink: a worker that dies (or is cut off from Redis past its claim)
+between a sink's success and the hand-over has that event delivered to that sink again, with the
+same event `id`, which is the idempotency key.
 """
 
 from __future__ import annotations
@@ -62,23 +66,26 @@ log = structlog.get_logger("concur_postback.deliveries")
 # what may run past that limit: a driver finishing its cancellation (psycopg: up to 10 s) and the
 # Redis writes that record the outcome.
 CLAIM_MARGIN_SECONDS = 40
-RETRY_POLL_SECONDS = 0.5
+RETRY_POLL_SECONDS = 1.0  # sink retries back off from SINK_BACKOFF_SECONDS (1 s) up
 LIVE_SECONDS = 30  # a sink counts as had by a live worker this long after that worker last said so
 EVENT_MARGIN_SECONDS = 3600  # an event outlives its sinks' retry horizon by this much
 
-# ARGV: owner, notification id, event, event TTL, now, claim end, then the sink ids. Returns 0 (and
-# changes nothing) if the claim is no longer this owner's.
+# ARGV: owner, notification id, event, event TTL, now, claim end, then the ids of the sinks that owe
+# the event (none: the event is not stored). Returns 0 (and changes nothing) if the claim is no
+# longer this owner's.
 _HAND_OVER = f"""
 local owner, id, now, claim_end = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 if redis.call('GET', '{CLAIM_PREFIX}' .. id) ~= owner then
   return 0
 end
-redis.call('SET', '{EVENT_PREFIX}' .. id, ARGV[3], 'EX', ARGV[4])
-for i = 7, #ARGV do
-  redis.call('HSET', '{OWED_PREFIX}' .. id, ARGV[i], now)
-  redis.call('ZADD', '{SINK_RETRY_PREFIX}' .. ARGV[i], claim_end, id)  -- due for another worker if we die
+if #ARGV > 6 then
+  redis.call('SET', '{EVENT_PREFIX}' .. id, ARGV[3], 'EX', ARGV[4])
+  for i = 7, #ARGV do
+    redis.call('HSET', '{OWED_PREFIX}' .. id, ARGV[i], now)
+    redis.call('ZADD', '{SINK_RETRY_PREFIX}' .. ARGV[i], claim_end, id)  -- due for another worker if we die
+  end
+  redis.call('EXPIRE', '{OWED_PREFIX}' .. id, ARGV[4])
 end
-redis.call('EXPIRE', '{OWED_PREFIX}' .. id, ARGV[4])
 redis.call('ZREM', '{PENDING_KEY}', id)
 redis.call('ZREM', '{LEASED_KEY}', id)
 redis.call('ZREM', '{RETRY_KEY}', id)
@@ -180,45 +187,32 @@ class Deliveries:
                 pipe.set(SINK_LIVE_PREFIX + ident, b"1", ex=LIVE_SECONDS)
             await pipe.execute()
 
-    async def hand_over(self, owner: str, record: Record, event: Event, payload: bytes) -> bool:
-        """Store the event and what it owes, retire the record, then try every sink. False (nothing
-        done) if the notification's claim is no longer ``owner``'s: another worker has taken it over.
+    async def deliver(self, owner: str, record: Record, event: Event, payload: bytes) -> bool:
+        """Try every sink, then hand the notification over: retire its record, and keep the event for
+        the sinks that failed, each retried on its own schedule. False (nothing recorded) if the
+        notification's claim is no longer ``owner``'s: another worker has taken it over.
 
-        Each owed delivery is also entered in its sink's schedule as if already claimed: should this
-        worker die before the sinks answer, the deliveries come due for another worker then.
+        Each owed delivery is entered in its sink's schedule as if already claimed, and then given its
+        retry time: should this worker die in between, it comes due for another worker then.
         """
+        idents = list(self._sinks)
+        failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
+        failed = {ident: failure for ident, failure in zip(idents, failures, strict=True) if failure}
         now = time.time()
         args: list[EncodableT] = [
             owner,
             record.id,
-            seal_event(self._vault, record.id, payload),
+            seal_event(self._vault, record.id, payload) if failed else "",
             self._event_ttl,
             now,
             now + self._claim_seconds,
-            *self._sinks,
+            *failed,
         ]
         if not await self._hand_over(args=args):
             return False
-        # Handed over: the sinks are tried to the end even if the job is cancelled now (its time is
-        # up), or those that already took the event would get it again from their retries.
-        await asyncio.shield(self._deliver(record, event, payload))
+        for ident, failure in failed.items():
+            await self._failed(record.id, ident, event, failure)
         return True
-
-    async def _deliver(self, record: Record, event: Event, payload: bytes) -> None:
-        idents = list(self._sinks)
-        failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
-        if not any(failures):  # the common case: one round trip to forget it all
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(EVENT_PREFIX + record.id, OWED_PREFIX + record.id)
-                for schedule in self._schedules:
-                    pipe.zrem(schedule, record.id)
-                await pipe.execute()
-            return
-        for ident, failure in zip(idents, failures, strict=True):
-            if failure is None:
-                await self._delivered(record.id, ident)
-            else:
-                await self._failed(record.id, ident, event, failure)
 
     async def _try(self, ident: str, event: Event, payload: bytes) -> Failure | None:
         sink = self._sinks[ident]

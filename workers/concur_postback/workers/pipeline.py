@@ -91,6 +91,7 @@ class NotificationProcessor:
         self.sweeper = Sweeper(settings, redis, self.deliveries)
         self._ess = EssFetcher(settings, client, company_tokens(redis, vault, client, settings))
         self._counters = metrics.notification_counters()
+        self.delivering: set[str] = set()  # ids whose sinks are being tried: not to be given back
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -132,7 +133,10 @@ class NotificationProcessor:
             except Exception as exc:  # a bug: keep the notification for a requeue once it is fixed
                 bound.exception("notification.unexpected_error")
                 return await self._fail(owner, claimed, f"unexpected {type(exc).__name__}: {exc}", bound)
-            if not await self.deliveries.hand_over(owner, record, event, event.to_json()):
+            # Shielded: once sinks are being tried, they are tried to the end and the outcome recorded
+            # even if the job is cancelled now (its time is up), or the sinks that took the event would
+            # get it again when the notification comes back.
+            if not await asyncio.shield(self._deliver(owner, record, event)):
                 return _taken_over(bound)
         except RedisError as exc:  # Redis restarting or failing over: try again soon, or let the claim lapse
             bound.warning("notification.retry_later", reason=f"Redis unavailable: {type(exc).__name__}")
@@ -142,6 +146,13 @@ class NotificationProcessor:
         self._counters[record.kind, metrics.NOTIFICATION_DELIVERED].inc()
         bound.info("notification.delivered", event_id=event.id, event_type=event.event_type)
         return DELIVERED
+
+    async def _deliver(self, owner: str, record: Record, event: Event) -> bool:
+        self.delivering.add(record.id)
+        try:
+            return await self.deliveries.deliver(owner, record, event, event.to_json())
+        finally:
+            self.delivering.discard(record.id)
 
     async def _event(self, record: Record) -> Event:
         if record.source == ESS:

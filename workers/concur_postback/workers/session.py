@@ -162,10 +162,11 @@ class Session:
 
     async def _give_back(self, tasks: set[asyncio.Task[str]]) -> None:
         """Stop these notifications and put them back in the schedule, due now, no attempt counted
-        (one already handed over finishes its sinks: that part is shielded, and its claim is gone)."""
+        (one whose sinks are being tried finishes them and hands over: that part is shielded)."""
         if not tasks:
             return
         ids = [self._tasks[task] for task in tasks if task in self._tasks]
+        ids = [ident for ident in ids if ident not in self._processor.delivering]
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks)
