@@ -1,7 +1,11 @@
 """The Concur API client: one pooled HTTP client per worker process, one attempt per call.
 
-Built on httpx with an aiohttp transport: httpx's own async transport is far costlier in CPU per
-request once dozens are in flight (encode/httpx#3215), and the worker keeps dozens in flight. Every
+Built on httpx's request and response types over an aiohttp transport: httpx's own async transport is
+far costlier in CPU per request once dozens are in flight (encode/httpx#3215), and the worker keeps
+dozens in flight. Requests go to the transport directly, not through an `httpx.AsyncClient`: no
+redirect is ever followed (one could lead the token off Concur's hosts), no auth flow applies, and a
+client's cookie jar, shared by every traveller's requests, would carry one answer's cookies into the
+next traveller's request; the client's layers for those cost about as much CPU as the transport. Every
 URL is checked against the host policy before the token is attached; every request waits for a slot
 of its host's request budget (a `RequestBudget`: the deployment's, shared through Redis, or this
 process's own) within this process's in-flight limit; and every response is turned into bytes or a
@@ -29,6 +33,8 @@ from concur_postback.errors import HostNotAllowed, InvalidPostback, PermanentFet
 
 DEFAULT_PAUSE_SECONDS = 5.0
 XML, JSON = "application/xml", "application/json"
+# Sent with every request (an httpx client would add its own, python-httpx as the User-Agent).
+COMMON_HEADERS = {"User-Agent": "concur-postback", "Accept-Encoding": "gzip, deflate"}
 
 # Told of every request: its kind label, its outcome ("ok", "http_404", "timeout", ...) and its
 # seconds. The worker passes metrics.record_fetch; the domain itself knows no metrics library.
@@ -75,7 +81,7 @@ class ConcurClient:
     def __init__(
         self,
         settings: Settings,
-        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         budget: RequestBudget | None = None,
         observe: FetchObserver = _unobserved,
     ) -> None:
@@ -84,17 +90,15 @@ class ConcurClient:
         self._policy = HostPolicy.from_settings(settings)
         self._budget = budget or LocalBudget(settings.concur_max_rps)
         pool = httpx.Limits(max_connections=settings.concur_max_in_flight * 4)
-        self._http = http or httpx.AsyncClient(
-            transport=AiohttpTransport(limits=pool),
-            timeout=httpx.Timeout(
-                settings.concur_read_timeout_seconds, connect=settings.concur_connect_timeout_seconds
-            ),
-            follow_redirects=False,  # a redirect could lead the token off Concur's hosts
+        self._transport = transport or AiohttpTransport(limits=pool)
+        timeout = httpx.Timeout(
+            settings.concur_read_timeout_seconds, connect=settings.concur_connect_timeout_seconds
         )
+        self._extensions = {"timeout": timeout.as_dict()}
         self._in_flight: dict[str, asyncio.Semaphore] = {}
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     def url_for(self, kind: Kind, object_uri: str | None) -> str:
         base = self._settings.concur_base_url
@@ -179,8 +183,15 @@ class ConcurClient:
         budget, timed and observed as ``kind``; a network failure raises RetryableFetch."""
         async with self._slot(self._host_of(url)):
             started = time.perf_counter()
+            request = httpx.Request(
+                method, url, headers={**COMMON_HEADERS, **headers}, extensions=self._extensions, **options
+            )
             try:
-                response = await self._http.request(method, url, headers=headers, **options)
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except NETWORK_ERRORS as exc:
                 failure = _network_failure(exc)
                 self._observe(kind, failure.outcome, time.perf_counter() - started)

@@ -15,7 +15,6 @@ import socket
 from collections.abc import Callable, Iterator
 
 import aiohttp
-import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
@@ -187,10 +186,7 @@ def trapped_client(settings: Settings, trap: ConnectionTrap) -> ConcurClient:
     def session() -> aiohttp.ClientSession:
         return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=TrapResolver(trap.port)))
 
-    http = httpx.AsyncClient(
-        transport=AiohttpTransport(client=session), timeout=httpx.Timeout(2.0), follow_redirects=False
-    )
-    return ConcurClient(settings, http)
+    return ConcurClient(settings, AiohttpTransport(client=session))
 
 
 def outcomes(client: ConcurClient, urls: list[str]) -> dict[str, BaseException | None]:

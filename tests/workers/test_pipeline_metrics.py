@@ -134,7 +134,7 @@ def test_connection_errors_are_counted_and_worth_another_attempt(
 
     async def main() -> None:
         transport = httpx.MockTransport(refuse)
-        client = ConcurClient(settings, httpx.AsyncClient(transport=transport), observe=metrics.record_fetch)
+        client = ConcurClient(settings, transport, observe=metrics.record_fetch)
         try:
             with pytest.raises(RetryableFetch, match="connection error"):
                 await client.fetch(Kind.FOP, OAuthToken(TOKEN))
