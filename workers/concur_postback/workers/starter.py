@@ -24,7 +24,7 @@ from concur_postback.keys import INBOX_KEY, LEASED_KEY, RETRY_KEY, TAKING_KEY
 
 log = structlog.get_logger("concur_postback.starter")
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 1.0  # a session lasts tens of seconds: a second to replace its waiting job is ample
 FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
 
 
