@@ -11,7 +11,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings
-from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RETRY_KEY
+from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RETRY_KEY, TAKING_KEY
 from concur_postback.sinks.file import FileSink
 from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.ledger import Ledger
@@ -59,6 +59,41 @@ def test_a_take_takes_no_more_than_its_room_in_arrival_order(
 
     assert run(redis_url, take) == ids[:2]
     assert [i.decode() for i in redis.lrange(INBOX_KEY, 0, -1)] == ids[2:]
+
+
+def test_a_waiting_take_wakes_for_one_arrival_only_and_survives_a_flushed_script_cache(
+    redis: Redis, redis_url: str, settings: Settings
+) -> None:
+    """Two sessions wait; one arrival wakes exactly one of them, which holds it when its take returns;
+    the other waits its time out. A Redis restarted without its scripts (NOSCRIPT) costs no arrival."""
+    redis.delete(INBOX_KEY)
+    redis.script_flush()
+    [first, second] = store(redis, settings, profiles(2))
+    redis.delete(INBOX_KEY)  # stored, not yet arrived
+
+    async def wait_for_arrivals(client: AsyncRedis) -> tuple[list[list[str]], float]:
+        ledger = Ledger(client, settings)
+
+        async def waiting(owner: str) -> list[str]:
+            claims, _ = await ledger.take(owner, 10, time.time(), wait=1.5)
+            return [claimed.record.id for claimed in claims.held]
+
+        async def arrive() -> None:
+            db = str(client.connection_pool.connection_kwargs.get("db", 0))
+            while sum(c["cmd"] == "blmove" and c["db"] == db for c in await client.client_list()) < 2:
+                await asyncio.sleep(0.01)  # no event says so: until both takes are blocked
+            await client.rpush(INBOX_KEY, first.id)
+
+        began = time.monotonic()
+        *results, _ = await asyncio.gather(waiting("job-1"), waiting("job-2"), arrive())
+        return results, time.monotonic() - began
+
+    results, seconds = run(redis_url, wait_for_arrivals)
+    assert sorted(results) == [[], [first.id]]
+    assert seconds >= 1.4  # the other one waited its time out, taking nothing
+    assert redis.llen(INBOX_KEY) == 0 and redis.llen(TAKING_KEY) == 0
+    assert redis.get(CLAIM_PREFIX + first.id) in (b"job-1", b"job-2")
+    assert redis.get(CLAIM_PREFIX + second.id) is None
 
 
 def test_sessions_taking_at_once_never_take_one_notification_twice(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 
 from concur_postback.config import Settings
@@ -292,6 +293,7 @@ class Claims:
 
 class Ledger:
     def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
         claim_seconds = settings.worker_heartbeat_ttl_seconds
         self._claim_ms = int(claim_seconds * 1000)
         self._lease_seconds = claim_seconds + LEASE_MARGIN_SECONDS
@@ -309,10 +311,29 @@ class Ledger:
         """Claim ``ids``, which a job was given with their leases (by an older version's pump)."""
         return await self._claims(owner, await self._claim(args=[*self._claim_args(owner, now), *ids]), now)
 
-    async def take(self, owner: str, room: int, now: float) -> tuple[Claims, float]:
+    async def take(self, owner: str, room: int, now: float, wait: float = 0.0) -> tuple[Claims, float]:
         """Up to ``room`` notifications that are waiting — due retries, lapsed leases, new arrivals —
-        leased and claimed for ``owner``; and when the next retry or lease comes due (inf: none)."""
-        reply: list[Any] = await self._take(args=[*self._claim_args(owner, now), room])
+        leased and claimed for ``owner``; and when the next retry or lease comes due (inf: none).
+
+        With ``wait``, first wait up to that many seconds for an arrival (moving it to `cp:taking`):
+        the take is sent behind the blocking BLMOVE in one pipeline, so Redis runs it the moment
+        the arrival lands and one reply brings both, rather than waking the worker twice. Its
+        ``now`` is then up to ``wait`` old: a lease that much shorter, a retry that much later."""
+        args: list[EncodableT] = [*self._claim_args(owner, now), room]
+        reply: Any
+        if wait > 0:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                # Redis takes a fractional timeout (0 would block for ever); redis-py's stubs say int.
+                pipe.blmove(INBOX_KEY, TAKING_KEY, max(wait, 0.01), "LEFT", "LEFT")  # type: ignore[arg-type]
+                # Sent as a plain command: a Script in a pipeline costs a SCRIPT EXISTS round trip first.
+                pipe.execute_command("EVALSHA", self._take.sha, 0, *args)
+                _, reply = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):  # Redis restarted without it: load it and take now
+                reply = await self._take(args=args)
+            elif isinstance(reply, Exception):
+                raise reply
+        else:
+            reply = await self._take(args=args)
         due = reply.pop()
         next_due = float(due) if due else float("inf")
         return await self._claims(owner, reply, now), next_due

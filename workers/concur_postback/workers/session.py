@@ -27,7 +27,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from concur_postback.config import Settings
-from concur_postback.keys import INBOX_KEY, TAKING_KEY
 from concur_postback.workers.ledger import Claims
 from concur_postback.workers.pipeline import NotificationProcessor
 
@@ -73,9 +72,11 @@ class Session:
                 claims = await self._ledger.claim(self._owner, first, time.time())
                 self._outcomes["skipped"] += len(first) - len(claims.held) - len(claims.ended)
                 self._start(claims)
+            wait = 0.0  # how long the next take may wait for an arrival
             while time.monotonic() < take_until and not self._stopping():
-                if not await self._take_more(take_until, until_idle):
+                if (next_wait := await self._take_more(take_until, until_idle, wait)) is None:
                     break
+                wait = next_wait
             late = await self._finish(deadline)
         except asyncio.CancelledError:  # RQ's timeout or a stopping worker: none may go on unrenewed
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,31 +89,31 @@ class Session:
         self._outcomes["late"] += late
         return {name: count for name, count in self._outcomes.items() if count}
 
-    async def _take_more(self, take_until: float, until_idle: bool) -> bool:
-        """Take what is waiting, or wait for room or for an arrival. False: an idle session ends."""
+    async def _take_more(self, take_until: float, until_idle: bool, wait: float) -> float | None:
+        """Take what is waiting (first waiting up to ``wait`` for an arrival), or wait for room. How
+        long the next take may wait; None: an idle session ends."""
         room = self._room - len(self._tasks)
         if room <= 0:
             await self._until_one_ends(take_until - time.monotonic())
-            return True
+            return 0.0
         try:
-            claims, next_due = await self._ledger.take(self._owner, room, time.time())
-        except RedisError as exc:
+            async with asyncio.timeout(wait + self._redis_timeout):
+                claims, next_due = await self._ledger.take(self._owner, room, time.time(), wait)
+        except (RedisError, TimeoutError) as exc:
             log.warning("session.take_failed", error=type(exc).__name__)
             await asyncio.sleep(REDIS_PAUSE_SECONDS)
-            return True
+            return 0.0
         taken = len(claims.held) + len(claims.ended)
         self._start(claims)
         if taken >= room or (taken and until_idle):
-            return True  # more may be waiting
-        # What was waiting is taken: a second take now would find nothing, so wait (BLMOVE returns at
-        # once if something arrived meanwhile).
+            return 0.0  # more may be waiting
         if until_idle:
             if not self._tasks:
-                return False
+                return None
             await self._until_one_ends(take_until - time.monotonic())  # it may schedule a retry
-            return True
-        await self._arrival(min(take_until - time.monotonic(), next_due - time.time(), ARRIVAL_WAIT_SECONDS))
-        return True
+            return 0.0
+        # What was waiting is taken: the next take waits for an arrival (at once if one came meanwhile).
+        return max(0.0, min(take_until - time.monotonic(), next_due - time.time(), ARRIVAL_WAIT_SECONDS))
 
     def _start(self, claims: Claims) -> None:
         self._outcomes["failed"] += len(claims.ended)
@@ -138,19 +139,6 @@ class Session:
             self._outcomes["broken"] += 1
             return
         self._outcomes[task.result()] += 1
-
-    async def _arrival(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for an arrival, and move it to `cp:taking` for the take that follows."""
-        if seconds <= 0:
-            return
-        seconds = max(seconds, 0.01)  # a timeout of 0 would block for ever
-        try:
-            async with asyncio.timeout(seconds + self._redis_timeout):
-                # Redis takes a fractional timeout; redis-py's stubs say int.
-                await self._redis.blmove(INBOX_KEY, TAKING_KEY, seconds, "LEFT", "LEFT")  # type: ignore[arg-type]
-        except (RedisError, TimeoutError) as exc:
-            log.warning("session.wait_failed", error=type(exc).__name__)
-            await asyncio.sleep(min(seconds, REDIS_PAUSE_SECONDS))
 
     async def _finish(self, deadline: float) -> int:
         """Wait for what is in flight until ``deadline``; give back what is late. How many were."""
