@@ -7,8 +7,10 @@ Prints Markdown to stdout: the machine it ran on, one line per headline figure w
 whether it was met, then the detailed tables: the ack -> sink distribution and the cost of the paced
 runs (2 workers, Concur at 100 ms, 300/s and 30/s for 60 s each), the scale table (as fast as
 possible with 1, 2 and 4 workers, without a Concur budget and with Concur's 67 requests/s), the
-shared budget, ingest (postbacks and ESS events) and Redis memory. With matplotlib (the `bench`
-extra: `pip install -e '.[bench]'`) it writes the paced runs' latencies to one PNG (`--plot`);
+shared budget, ingest (postbacks and ESS events), Redis memory, and what the machine charges a
+process per wake-up from idle (bench/wakeup.py), which the CPU figures at a quiet rate are mostly.
+With matplotlib (the `bench` extra: `pip install -e '.[bench]'`) it writes the paced runs'
+latencies to one PNG (`--plot`);
 without, the report says it skipped the plot. README.md quotes the latest report. A full run takes
 about 10 minutes; ``--quick`` (short rounds, fewer notifications) is for checking that the
 benchmarks run, not for figures. Needs wrk on PATH for trustworthy ingest figures (`apt-get install
@@ -36,6 +38,7 @@ import e2e
 import ingest
 import memory
 import plot
+import wakeup
 from e2e import E2EFigures
 
 from concur_postback.embedded import redis_server_binary
@@ -130,6 +133,7 @@ class Figures:
     postbacks: ingest.IngestFigures
     ess: ingest.IngestFigures
     kept: memory.MemoryFigures
+    wakeup: wakeup.WakeupFigures  # what this machine charges per wake-up: read the CPU figures with it
 
     @property
     def paced(self) -> dict[str, E2EFigures]:
@@ -164,6 +168,7 @@ def measure(quick: bool) -> Figures:
         postbacks=timed("ingest, postbacks", ingest_run),
         ess=timed("ingest, ESS", ingest_run, "--kind", "ESS", *(["--ess-events", "2000"] if quick else [])),
         kept=timed("memory", memory.run, memory.options(["--notifications", "300"] if quick else [])),
+        wakeup=timed("wake-up cost", wakeup.measure),
     )  # fmt: skip
 
 
@@ -234,7 +239,7 @@ def main() -> None:
     plotted = plot.freshness({label: run.latencies for label, run in f.paced.items()}, targets, args.plot)
 
     print("# concur-postback performance report\n")
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {machine()}\n\n{f.wakeup.line()} (bench/wakeup.py)\n")
     if args.quick:
         print("**Quick run: these figures only show that the benchmarks work.**\n")
     print("| figure | measured | target | |\n|---|---:|---|---|")
