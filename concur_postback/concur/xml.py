@@ -65,7 +65,7 @@ def local_name(element: etree._Element) -> str:
 # level, and orjson serialises at most 255 levels (an event fails to serialise well before libxml2's own
 # limit of 256 document levels), so deeper documents are refused here, where the reason can be read.
 MAX_DEPTH = 64
-_TOO_DEEP = "boolean(/*" + "/*" * MAX_DEPTH + ")"  # an element below MAX_DEPTH levels
+_TOO_DEEP = etree.XPath("boolean(/*" + "/*" * MAX_DEPTH + ")")  # an element below MAX_DEPTH levels
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
 
@@ -73,7 +73,7 @@ def parse(data: bytes, *roots: str) -> XmlNode:
     """Parse a fetched document; InvalidDocument if it is malformed, nested deeper than MAX_DEPTH, or its
     root is none of ``roots``."""
     root = parse_document(data, InvalidDocument)
-    if root.xpath(_TOO_DEEP):
+    if _TOO_DEEP(root):
         raise InvalidDocument("malformed_xml", f"nested deeper than {MAX_DEPTH} levels")
     name = local_name(root)
     if roots and name.lower() not in {r.lower() for r in roots}:
