@@ -3,9 +3,10 @@
 Built on httpx's request and response types over an aiohttp transport: httpx's own async transport is
 far costlier in CPU per request once dozens are in flight (encode/httpx#3215), and the worker keeps
 dozens in flight. Requests go to the transport directly, not through an `httpx.AsyncClient`: no
-redirect is ever followed (one could lead the token off Concur's hosts), no auth flow applies, and a
-client's cookie jar, shared by every traveller's requests, would carry one answer's cookies into the
-next traveller's request; the client's layers for those cost about as much CPU as the transport. Every
+redirect is ever followed (one could lead the token off Concur's hosts) and no auth flow applies,
+and the client's layers for those cost about as much CPU as the transport. No cookie is ever kept
+(aiohttp's session is given a jar that keeps none): one jar, shared by every traveller's requests,
+would carry one answer's cookies into the next traveller's request. Every
 URL is checked against the host policy before the token is attached; every request waits for a slot
 of its host's request budget (a `RequestBudget`: the deployment's, shared through Redis, or this
 process's own) within this process's in-flight limit; and every response is turned into bytes or a
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import aiohttp
@@ -89,8 +91,9 @@ class ConcurClient:
         self._observe = observe
         self._policy = HostPolicy.from_settings(settings)
         self._budget = budget or LocalBudget(settings.concur_max_rps)
-        pool = httpx.Limits(max_connections=settings.concur_max_in_flight * 4)
-        self._transport = transport or AiohttpTransport(limits=pool)
+        self._transport = transport or AiohttpTransport(
+            client=partial(_session, settings.concur_max_in_flight * 4)
+        )
         timeout = httpx.Timeout(
             settings.concur_read_timeout_seconds, connect=settings.concur_connect_timeout_seconds
         )
@@ -225,6 +228,15 @@ class ConcurClient:
     ) -> dict[str, str]:
         authorization = f"{scheme or self._settings.concur_auth_scheme} {token.value}"
         return {"Authorization": authorization, "Accept": accept, **extra}
+
+
+def _session(max_connections: int) -> aiohttp.ClientSession:
+    """What AiohttpTransport would build (its TLS context, its idle-connection expiry), without cookies."""
+    limits = httpx.Limits(max_connections=max_connections)
+    connector = aiohttp.TCPConnector(
+        limit=max_connections, keepalive_timeout=limits.keepalive_expiry, ssl=httpx.create_ssl_context()
+    )
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 class _NetworkFailure(RetryableFetch):
