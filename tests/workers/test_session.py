@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from concur_postback.concur.client import ConcurClient
 from concur_postback.config import Settings
-from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RETRY_KEY, TAKING_KEY
+from concur_postback.events import Event
+from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RECORD_PREFIX, RETRY_KEY, TAKING_KEY
 from concur_postback.sinks.file import FileSink
 from concur_postback.tokens import vault_from_settings
 from concur_postback.workers.ledger import Ledger
@@ -148,3 +150,46 @@ def test_a_running_session_takes_and_delivers_a_notification_that_arrives_after_
     assert still_running
     assert outcomes == {"delivered": 1}
     assert len(pipeline.events()) == 1
+
+
+@dataclass
+class SlowSink:
+    """Takes each event, but only after ``seconds``: longer than a claim lasts."""
+
+    seconds: float
+    received: list[str] = field(default_factory=list)
+    name: str = "test://slow"
+
+    async def deliver(self, event: Event, payload: bytes) -> None:
+        await asyncio.sleep(self.seconds)
+        self.received.append(event.id)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_delivery_still_in_a_slow_sink_when_its_session_ends_keeps_its_claim_and_hands_over(
+    pipeline: Pipeline, redis: Redis, redis_url: str
+) -> None:
+    """The session's time ends while its one notification's sink is still at it, for longer than a
+    claim lasts: the delivery goes on (it is not given back for another session to fetch and deliver
+    meanwhile), its claim is kept alive, and it hands the notification over."""
+    settings = pipeline.settings.model_copy(update={"worker_heartbeat_ttl_seconds": 4})
+    sink = SlowSink(seconds=6)
+    ident = pipeline.post(type="Profile", oauth_token_key="t" * 24)
+
+    async def scenario(client: AsyncRedis) -> dict[str, int]:
+        processor = NotificationProcessor(
+            settings, client, ConcurClient(settings), {"slow": sink}, vault_from_settings(settings)
+        )
+        await processor.start()
+        outcomes = await Session(settings, client, processor).run([], 1, 1)  # ends with the sink busy
+        while processor.delivering:  # no event says so: until the shielded delivery is over
+            await asyncio.sleep(0.05)
+        await processor.aclose()
+        return outcomes
+
+    assert run(redis_url, scenario) == {"late": 1}
+    assert len(sink.received) == 1
+    assert redis.get(RECORD_PREFIX + ident) is None  # handed over: the claim held to the end
+    assert redis.zscore(RETRY_KEY, ident) is None and redis.zscore(LEASED_KEY, ident) is None

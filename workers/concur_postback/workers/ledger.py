@@ -327,7 +327,11 @@ class Ledger:
                 pipe.blmove(INBOX_KEY, TAKING_KEY, max(wait, 0.01), "LEFT", "LEFT")  # type: ignore[arg-type]
                 # Sent as a plain command: a Script in a pipeline costs a SCRIPT EXISTS round trip first.
                 pipe.execute_command("EVALSHA", self._take.sha, 0, *args)
-                _, reply = await pipe.execute(raise_on_error=False)
+                waited, reply = await pipe.execute(raise_on_error=False)
+            if isinstance(
+                waited, Exception
+            ):  # e.g. OOM: the session pauses, rather than asking again at once
+                raise waited
             if isinstance(reply, NoScriptError):  # Redis restarted without it: load it and take now
                 reply = await self._take(args=args)
             elif isinstance(reply, Exception):

@@ -91,7 +91,9 @@ class NotificationProcessor:
         self.sweeper = Sweeper(settings, redis, self.deliveries)
         self._ess = EssFetcher(settings, client, company_tokens(redis, vault, client, settings))
         self._counters = metrics.notification_counters()
-        self.delivering: set[str] = set()  # ids whose sinks are being tried: not to be given back
+        # id -> owner, while its sinks are being tried: not to be given back, and its claim kept alive
+        # even past the end of its session (the delivery is shielded, the session's renewal is not)
+        self.delivering: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -100,6 +102,7 @@ class NotificationProcessor:
         self._background = [
             asyncio.create_task(self.deliveries.run_retries(self._stop)),
             asyncio.create_task(self.sweeper.run(self._stop)),
+            asyncio.create_task(self._renew_deliveries()),
         ]
 
     async def aclose(self) -> None:
@@ -136,6 +139,7 @@ class NotificationProcessor:
             # Shielded: once sinks are being tried, they are tried to the end and the outcome recorded
             # even if the job is cancelled now (its time is up), or the sinks that took the event would
             # get it again when the notification comes back.
+            self.delivering[record.id] = owner  # before the shield: a give-back may come at once
             if not await asyncio.shield(self._deliver(owner, record, event)):
                 return _taken_over(bound)
         except RedisError as exc:  # Redis restarting or failing over: try again soon, or let the claim lapse
@@ -148,11 +152,25 @@ class NotificationProcessor:
         return DELIVERED
 
     async def _deliver(self, owner: str, record: Record, event: Event) -> bool:
-        self.delivering.add(record.id)
         try:
             return await self.deliveries.deliver(owner, record, event, event.to_json())
         finally:
-            self.delivering.discard(record.id)
+            del self.delivering[record.id]
+
+    async def _renew_deliveries(self) -> None:
+        """Keep the claims of the notifications being delivered, whichever session took them."""
+        interval = self._settings.worker_heartbeat_ttl_seconds / 4
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            owners: dict[str, list[str]] = {}
+            for ident, owner in list(self.delivering.items()):
+                owners.setdefault(owner, []).append(ident)
+            for owner, ids in owners.items():
+                try:
+                    await self.ledger.renew(owner, ids, time.time())
+                except RedisError as exc:
+                    log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(ids))
 
     async def _event(self, record: Record) -> Event:
         if record.source == ESS:

@@ -97,7 +97,9 @@ class Session:
             await self._until_one_ends(take_until - time.monotonic())
             return 0.0
         try:
-            async with asyncio.timeout(wait + self._redis_timeout):
+            # Only a waiting take is bounded here (a hung connection); a bound on any take could fire
+            # after Redis ran it, stranding its claims until they lapse.
+            async with asyncio.timeout(wait + 2 * self._redis_timeout if wait else None):
                 claims, next_due = await self._ledger.take(self._owner, room, time.time(), wait)
         except (RedisError, TimeoutError) as exc:
             log.warning("session.take_failed", error=type(exc).__name__)
