@@ -74,6 +74,7 @@ class EmbeddedRedis:
         *,
         password: bool = False,
         extra_args: tuple[str, ...] = (),
+        own_session: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.extra_args = extra_args  # e.g. `--replicaof host port`, for tests of a failover
@@ -81,6 +82,9 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.password: str | None = None
         self._protected = password
+        # `run`'s: out of the terminal's process group, so that Ctrl-C (sent to the whole group)
+        # leaves it to `run` to stop it last, after the workers it serves
+        self._own_session = own_session
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,7 +127,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             *self.extra_args,
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # noqa: S603
+        self._process = subprocess.Popen(  # noqa: S603
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=self._own_session
+        )
         deadline = time.monotonic() + timeout
         client = Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:

@@ -127,7 +127,7 @@ def run_all(settings: Settings, host: str, port: int, workers: int, simulate: bo
 
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
-        embedded = EmbeddedRedis(data_dir / "redis", password=True).start()
+        embedded = EmbeddedRedis(data_dir / "redis", password=True, own_session=True).start()
         env["REDIS_URL"] = embedded.url  # holds the password: only this user's processes read it
         log.info("run.embedded_redis", address=embedded.address, data_dir=str(data_dir / "redis"))
     simulator = _start_simulator(env) if simulate else None

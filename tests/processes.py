@@ -55,8 +55,13 @@ class Process:
                 if text == event or (prefix and text.startswith(event)):
                     return entry
 
-    def stop(self, timeout: float = 60) -> int:
-        self.popen.send_signal(signal.SIGTERM)
+    def stop(self, timeout: float = 60, *, ctrl_c: bool = False) -> int:
+        """SIGTERM to the process; with ``ctrl_c``, SIGINT to its whole process group, as a terminal's
+        Ctrl-C sends it to every process of the foreground group."""
+        if ctrl_c:
+            os.killpg(self.popen.pid, signal.SIGINT)
+        else:
+            self.popen.send_signal(signal.SIGTERM)
         code = self.popen.wait(timeout)
         self._drain()
         return code

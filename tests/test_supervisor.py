@@ -48,5 +48,7 @@ def test_run_simulate_fetches_from_its_own_simulator(tmp_path: Path) -> None:
         kinds = sorted(orjson.loads(line)["kind"] for line in events.read_bytes().splitlines()[3:])
         assert kinds == ["event", "identity", "itinerary", "profile"]
     finally:
-        assert process.stop() == 0
+        assert process.stop(ctrl_c=True) == 0
     assert "run.stopped" in process.output
+    # Ctrl-C reaches every process of the group: the embedded Redis must outlive the worker
+    assert "Connection refused" not in process.output
