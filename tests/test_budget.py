@@ -30,7 +30,9 @@ def test_workers_sharing_a_budget_get_evenly_spaced_slots_between_them(redis_url
     waits = sorted(asyncio.run(main()))
     gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
     assert waits[0] < 0.01  # an idle host: the first request goes at once
-    assert min(gaps) >= 0.045  # 20/s across all three: 50 ms apart, never two at once
+    # 20/s across all three: slots 50 ms apart, never two at once. A wait is counted from when Redis
+    # ran that call's script, so concurrent calls a few ms apart shift it by that much.
+    assert min(gaps) >= 0.040
     assert 29 * 0.05 - 0.05 <= waits[-1] <= 29 * 0.05 + 0.05
 
 
