@@ -24,11 +24,13 @@ The scripts name their keys themselves (see keys.py): one Redis, never a cluster
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
 from concur_postback.config import Settings
@@ -47,6 +49,8 @@ from concur_postback.keys import (
     TAKING_KEY,
     TRY_PREFIX,
 )
+
+log = structlog.get_logger("concur_postback.ledger")
 
 LEASE_MARGIN_SECONDS = 5  # a lapsed claim's notification can be taken again this much later
 
@@ -328,9 +332,7 @@ class Ledger:
                 # Sent as a plain command: a Script in a pipeline costs a SCRIPT EXISTS round trip first.
                 pipe.execute_command("EVALSHA", self._take.sha, 0, *args)
                 waited, reply = await pipe.execute(raise_on_error=False)
-            if isinstance(
-                waited, Exception
-            ):  # e.g. OOM: the session pauses, rather than asking again at once
+            if isinstance(waited, Exception):  # e.g. OOM: the session pauses rather than ask again at once
                 raise waited
             if isinstance(reply, NoScriptError):  # Redis restarted without it: load it and take now
                 reply = await self._take(args=args)
@@ -366,6 +368,14 @@ class Ledger:
         if not ids:
             return 0
         return int(await self._renew(args=[owner, self._claim_ms, now + self._lease_seconds, *ids]))
+
+    async def keep(self, owner: str, ids: list[str]) -> None:
+        """`renew`, for the loops that keep claims alive: Redis failing is logged, and the next round
+        tries again (the claims last four rounds)."""
+        try:
+            await self.renew(owner, ids, time.time())
+        except RedisError as exc:
+            log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(ids))
 
     async def release(self, owner: str, ids: list[str], due: float) -> int:
         if not ids:

@@ -167,10 +167,7 @@ class NotificationProcessor:
             for ident, owner in list(self.delivering.items()):
                 owners.setdefault(owner, []).append(ident)
             for owner, ids in owners.items():
-                try:
-                    await self.ledger.renew(owner, ids, time.time())
-                except RedisError as exc:
-                    log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(ids))
+                await self.ledger.keep(owner, ids)
 
     async def _event(self, record: Record) -> Event:
         if record.source == ESS:

@@ -164,11 +164,9 @@ class Session:
             await self._ledger.release(self._owner, ids, time.time())
 
     async def _renew(self) -> None:
-        """Keep this session's claims (and leases) alive while its notifications are being processed."""
+        """Keep this session's claims (and leases) alive while its notifications are being fetched (the
+        processor keeps those of deliveries, which may outlast the session)."""
+        delivering = self._processor.delivering
         while True:
             await asyncio.sleep(self._claim_seconds / 4)
-            running = list(self._tasks.values())
-            try:
-                await self._ledger.renew(self._owner, running, time.time())
-            except RedisError as exc:
-                log.warning("notification.claims_not_renewed", error=type(exc).__name__, count=len(running))
+            await self._ledger.keep(self._owner, [i for i in self._tasks.values() if i not in delivering])
