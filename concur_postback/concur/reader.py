@@ -88,6 +88,8 @@ class Redaction:
         return Redaction(self.card_fields | more_cards, self.hidden | more_hidden, self.scrub)
 
     def rule(self, key: str) -> Callable[[str], str] | None:
+        if not self.card_fields and not self.hidden:  # VERBATIM's identifiers: nothing to look up
+            return None
         name = key.lstrip("@").lower()
         return mask_card_field if name in self.card_fields else hide if name in self.hidden else None
 
@@ -134,7 +136,7 @@ def lookups(*names: str) -> tuple[Lookup, ...]:
     return tuple((group, name.lower()) for group, _, name in (name.rpartition("/") for name in names))
 
 
-@dataclass
+@dataclass(slots=True)
 class Reading:
     """One record being read: its node, the policy, and what it keeps for ``extra`` besides `rest`."""
 
