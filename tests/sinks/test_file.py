@@ -1,9 +1,12 @@
-"""The file sink: whole lines, a rotated file reopened, and a stalled disk that holds up only itself."""
+"""The file sink: whole lines, a rotated file reopened, lines that come together written together, and a
+stalled disk that holds up only itself."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +19,12 @@ from concur_postback.sinks.file import FileSink
 from tests.conftest import sample_event
 
 
+def lines_of(data: bytes) -> list[str]:
+    return [orjson.loads(line)["id"] for line in data.splitlines()]
+
+
 def lines(path: Path) -> list[str]:
-    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+    return lines_of(path.read_bytes())
 
 
 def test_a_file_rotated_away_is_reopened_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -38,6 +45,45 @@ def test_a_file_rotated_away_is_reopened_and_nothing_is_lost(tmp_path: Path) -> 
     asyncio.run(scenario())
     assert lines(tmp_path / "events.jsonl.1") == [events[0].id, events[1].id]
     assert lines(path) == [events[3].id]
+
+
+def test_lines_that_come_while_one_is_written_go_in_one_write_whole_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink.from_url(f"file://{path}")
+    events = [sample_event(n) for n in range(21)]
+    writes: list[list[str]] = []  # the lines of each write, by id
+    writing, disk_free = threading.Event(), threading.Event()
+    append = sink._append
+
+    def observed(data: bytes) -> None:
+        writes.append(lines_of(data))
+        writing.set()
+        disk_free.wait(10)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(data)
+
+    monkeypatch.setattr(sink, "_append", observed)
+
+    async def scenario() -> list[BaseException | None]:
+        first = asyncio.ensure_future(sink.deliver(events[0], events[0].to_json()))
+        await asyncio.to_thread(writing.wait, 10)  # the thread is writing the first line
+        rest = [asyncio.ensure_future(sink.deliver(event, event.to_json())) for event in events[1:20]]
+        await asyncio.sleep(0)  # each has queued its line (a task runs to its first wait)
+        disk_free.set()
+        await first
+        outcomes = await asyncio.gather(*rest, return_exceptions=True)
+        await sink.deliver(events[20], events[20].to_json())  # the thread goes on after a failed write
+        await sink.aclose()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    ids = [event.id for event in events]
+    assert writes == [ids[:1], ids[1:20], ids[20:]]
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)  # each delivery failed with it
+    assert lines(path) == [ids[0], ids[20]]
 
 
 def test_a_stalled_disk_holds_up_this_sink_only_and_not_without_bound(
