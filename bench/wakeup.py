@@ -8,7 +8,10 @@ with tick-based CPU accounting, such as the one README's report comes from) char
 than the work it wakes for, and that shows in every "CPU per notification" figure. This prints, as
 measured here, the CPU per wake-up of a thread from `time.sleep`, of an event loop (uvloop where
 installed, as in the workers) from `asyncio.sleep`, and of a Redis PING sent from idle, against the
-same PING sent back to back (no wake-up between): read the figures of bench/e2e.py with them.
+same PING sent back to back (no wake-up between); and what the work done after a wake-up costs: the
+CPU of reading the simulator's trip into records back to back, against the same read right after an
+idle pause (the wake-up itself not counted: a CPU gone cold runs the same code slower). Read the
+figures of bench/e2e.py with them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from concur_postback.concur.trips import parse_trip
 from concur_postback.embedded import EmbeddedRedis
+from concur_postback.simulator.documents import from_template
 from concur_postback.workers.loop_thread import new_event_loop
 
 PAUSE_SECONDS = 0.02  # idle between wake-ups: long enough for the CPU to go idle
@@ -35,12 +40,15 @@ class WakeupFigures:
     loop_us: float  # asyncio.sleep, per wake-up
     ping_idle_us: float  # a Redis PING from idle
     ping_busy_us: float  # a Redis PING back to back
+    read_busy_us: float  # reading the simulator's trip, back to back
+    read_idle_us: float  # ... right after an idle pause
 
     def line(self) -> str:
         return (
             f"CPU per wake-up from idle: thread {self.thread_us:.0f} µs, event loop {self.loop_us:.0f} µs;"
             f" a Redis round trip {self.ping_idle_us:.0f} µs from idle,"
-            f" {self.ping_busy_us:.0f} µs back to back"
+            f" {self.ping_busy_us:.0f} µs back to back; reading a trip {self.read_idle_us:,.0f} µs right"
+            f" after a wake-up, {self.read_busy_us:,.0f} µs back to back"
         )
 
 
@@ -75,6 +83,20 @@ async def _loop_figures(redis_url: str) -> tuple[float, float, float]:
         await redis.aclose()
 
 
+def read_cpu(pause: float, rounds: int = ROUNDS) -> float:
+    """CPU of one read of the simulator's trip (as bench/e2e.py's workers read it), each after
+    ``pause`` seconds idle; only the read is counted, on this thread's clock."""
+    trip = from_template("trip", LOGIN_ID="bench@example.com", TRIP_ID="BENCH00000001").encode()
+    spent = 0.0
+    for _ in range(rounds):
+        if pause:
+            time.sleep(pause)
+        began = time.thread_time()
+        parse_trip(trip)
+        spent += time.thread_time() - began
+    return spent / rounds * 1e6
+
+
 def measure() -> WakeupFigures:
     thread = cpu_per_call(lambda: time.sleep(PAUSE_SECONDS))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -85,7 +107,8 @@ def measure() -> WakeupFigures:
         finally:
             loop.close()
             server.stop()
-    return WakeupFigures(thread, sleeping, ping_idle, ping_busy)
+    read_cpu(0)  # imports and caches warmed
+    return WakeupFigures(thread, sleeping, ping_idle, ping_busy, read_cpu(0), read_cpu(PAUSE_SECONDS))
 
 
 def main() -> None:
