@@ -12,11 +12,23 @@ requests evenly spaced across all workers, no polling, no thundering herd. A 429
 same key that every later reservation respects. A slot (or the pause's end) further away than
 MAX_WAIT_SECONDS is not reserved: the caller gets FetchDeferred and puts the notification back in the
 retry schedule, so a job never sleeps long holding its batch.
+
+A worker busy enough to ask every few milliseconds does not pay that round trip for each request: a
+reservation takes, besides the slot asked for, one for each other request that is waiting for it in
+this process and, unless the host is booked more than STOCK_SECONDS ahead, one for each request this
+process sent in the last STOCK_SECONDS. The spare slots stay in the process as its stock, each taken by a
+later request and used no more than STOCK_SECONDS after its time, so the requests across all workers
+stay within the budget over any span, plus at most STOCK_SECONDS' worth: far less than the burst that
+Concur's per-minute limit (or the simulator's tenth of a second) allows. A slot not used by then is
+left unused, and a 429 empties the stock, so a pause set here is kept at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
+from collections import deque
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT
@@ -26,21 +38,32 @@ from concur_postback.keys import BUDGET_PREFIX
 
 MAX_WAIT_SECONDS = 5.0
 IDLE_EXPIRY_MS = 3_600_000  # a host not asked for an hour forgets its state
+STOCK_SECONDS = 0.05  # how late a spare slot may still be used, and the span the stock is sized for
+MAX_STOCK = 32
+_STOCK_MS = int(STOCK_SECONDS * 1000)
 
-# KEYS[1]: the host's budget hash. ARGV: milliseconds per request, longest wait (ms), expiry (ms).
-# Returns {1, wait ms} with the slot reserved, or {0, wait ms} without.
+# KEYS[1]: the host's budget hash. ARGV: milliseconds per request, longest wait (ms), expiry (ms),
+# slots wanted, spare slots wanted if the first is no more than ARGV[6] ms away. Returns {1, wait ms,
+# slots} with that many consecutive slots reserved (the first `wait` ms away; as many as fit in the
+# longest wait), or {0, wait ms} without.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local state = redis.call('HMGET', KEYS[1], 'tat', 'pause')
 local slot = math.max(tonumber(state[1]) or 0, tonumber(state[2]) or 0, now)
 local wait = slot - now
-if wait > tonumber(ARGV[2]) then
+local interval, longest = tonumber(ARGV[1]), tonumber(ARGV[2])
+if wait > longest then
   return {0, math.ceil(wait)}
 end
-redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', slot + tonumber(ARGV[1])))
+local count = tonumber(ARGV[4])
+if wait <= tonumber(ARGV[6]) then
+  count = count + tonumber(ARGV[5])
+end
+count = math.max(1, math.min(count, math.floor((longest - wait) / interval) + 1))
+redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', slot + count * interval))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, math.floor(wait)}
+return {1, math.floor(wait), count}
 """
 # KEYS[1]: the host's budget hash. ARGV: pause (ms), expiry (ms). The longer of two pauses wins.
 _PAUSE = """
@@ -58,22 +81,76 @@ class SharedBudget:
     """`RequestBudget` (concur/client.py) for every worker of a deployment, over one Redis."""
 
     def __init__(self, redis: Redis, requests_per_second: float, max_wait: float = MAX_WAIT_SECONDS) -> None:
-        self._interval_ms = 1000.0 / requests_per_second
+        self._interval = 1 / requests_per_second
         self._max_wait_ms = int(max_wait * 1000)
+        self._most_spare = min(MAX_STOCK, int(STOCK_SECONDS / self._interval))
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
+        self._hosts: dict[str, _Host] = {}
 
     async def reserve(self, host: str) -> float:
         """Seconds until this request's slot; FetchDeferred if that is further than the longest wait."""
-        args: list[EncodableT] = [f"{self._interval_ms:.3f}", self._max_wait_ms, IDLE_EXPIRY_MS]
-        reserved, wait_ms = await self._reserve(keys=[_key(host)], args=args)
-        if not reserved:
-            raise FetchDeferred(f"request budget for {host} taken for the next {wait_ms / 1000:.1f} s",
-                                retry_after=wait_ms / 1000)  # fmt: skip
-        return int(wait_ms) / 1000
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host()
+        now = time.monotonic()
+        sent = state.sent
+        while sent and sent[0] < now - STOCK_SECONDS:
+            sent.popleft()
+        spare = min(len(sent), self._most_spare)
+        sent.append(now)
+        while True:
+            stock = state.stock
+            while stock and stock[0] < now - STOCK_SECONDS:
+                stock.popleft()  # too late: sent now, it could bunch with the slots after it
+            if stock:
+                return max(0.0, stock.popleft() - now)
+            if state.refill is None:
+                break
+            state.waiting += 1
+            try:
+                await state.refill.wait()
+            finally:
+                state.waiting -= 1
+            now = time.monotonic()
+        state.refill = refill = asyncio.Event()
+        try:
+            return await self._reserve_slots(host, state, 1 + state.waiting, spare)
+        finally:
+            state.refill = None
+            refill.set()
+
+    async def _reserve_slots(self, host: str, state: _Host, wanted: int, spare: int) -> float:
+        """One round trip for this request's slot and the stock: the slots after it go to `state`."""
+        interval_ms = f"{self._interval * 1000:.3f}"
+        args: list[EncodableT] = [interval_ms, self._max_wait_ms, IDLE_EXPIRY_MS, wanted, spare, _STOCK_MS]
+        reply = await self._reserve(keys=[_key(host)], args=args)
+        wait = int(reply[1]) / 1000
+        if not int(reply[0]):
+            raise FetchDeferred(
+                f"request budget for {host} taken for the next {wait:.1f} s", retry_after=wait
+            )
+        first = time.monotonic() + wait
+        state.stock.extend(first + n * self._interval for n in range(1, int(reply[2])))
+        return wait
 
     async def pause(self, host: str, seconds: float) -> None:
+        state = self._hosts.get(host)
+        if state is not None:
+            state.stock.clear()  # reserved before the 429: every later request asks Redis, and waits
         await self._pause(keys=[_key(host)], args=[int(seconds * 1000), IDLE_EXPIRY_MS])
+
+
+class _Host:
+    """This process's side of one host's budget."""
+
+    __slots__ = ("refill", "sent", "stock", "waiting")
+
+    def __init__(self) -> None:
+        self.stock: deque[float] = deque()  # spare slots, as time.monotonic() values, in order
+        self.sent: deque[float] = deque()  # when the requests of the last STOCK_SECONDS asked
+        self.refill: asyncio.Event | None = None  # set when the round trip under way has its reply
+        self.waiting = 0  # requests waiting for that reply, each to get a slot from it
 
 
 def _key(host: str) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
 
-from concur_postback.budget import SharedBudget
+from concur_postback.budget import STOCK_SECONDS, SharedBudget
 from concur_postback.concur.client import ConcurClient
 from concur_postback.concur.notification import Kind, OAuthToken
 from concur_postback.errors import FetchDeferred, RetryableFetch
@@ -34,6 +35,69 @@ def test_workers_sharing_a_budget_get_evenly_spaced_slots_between_them(redis_url
     # ran that call's script, so concurrent calls a few ms apart shift it by that much.
     assert min(gaps) >= 0.040
     assert 29 * 0.05 - 0.05 <= waits[-1] <= 29 * 0.05 + 0.05
+
+
+class CountingRedis(AsyncRedis):
+    """A real client that counts its script round trips."""
+
+    round_trips = 0
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
+        return await super().evalsha(*args, **kwargs)
+
+
+def counting(url: str) -> CountingRedis:
+    client = CountingRedis.from_url(url)
+    assert isinstance(client, CountingRedis)
+    return client
+
+
+def test_a_busy_worker_reserves_its_next_slots_with_one_round_trip_and_keeps_them_apart(
+    redis_url: str,
+) -> None:
+    async def main() -> tuple[list[float], int, float]:
+        client, other = counting(redis_url), AsyncRedis.from_url(redis_url)
+        try:
+            budget = SharedBudget(client, requests_per_second=200)
+            departures = [time.monotonic() + await budget.reserve("h.example") for _ in range(10)]
+            round_trips = client.round_trips
+            # another worker's first slot comes after every slot this one reserved, used or not
+            after = time.monotonic() + await SharedBudget(other, 200).reserve("h.example")
+            return departures, round_trips, after
+        finally:
+            for closing in (client, other):
+                await closing.aclose()
+
+    departures, round_trips, after = asyncio.run(main())
+    # the 1st and 2nd ask Redis; the 2nd takes a spare slot for the 3rd; the 4th three, the 8th seven
+    assert round_trips <= 5  # 4, unless the machine stalls for most of STOCK_SECONDS in between
+    gaps = [later - earlier for earlier, later in itertools.pairwise([*departures, after])]
+    assert min(gaps) >= 0.0045  # 5 ms apart, from the stock or not: never two at once
+
+
+def test_spare_slots_are_dropped_on_a_429_and_once_they_are_too_old(redis_url: str) -> None:
+    async def main() -> tuple[int, int, FetchDeferred]:
+        client = counting(redis_url)
+        try:
+            budget = SharedBudget(client, requests_per_second=200)
+            for _ in range(4):
+                await budget.reserve("h.example")
+            in_stock = client.round_trips  # 3: the 4th kept three spare slots
+            await asyncio.sleep(STOCK_SECONDS + 0.05)  # the last of them was 15 ms ahead: too old now
+            await budget.reserve("h.example")
+            stale = client.round_trips - in_stock
+            await budget.reserve("h.example")  # ... with one spare slot for the next
+            await budget.pause("h.example", 30)  # this worker's 429
+            with pytest.raises(FetchDeferred) as paused:
+                await budget.reserve("h.example")
+            return in_stock, stale, paused.value
+        finally:
+            await client.aclose()
+
+    in_stock, stale, paused = asyncio.run(main())
+    assert in_stock == 3 and stale == 1
+    assert paused.retry_after is not None and 25 < paused.retry_after <= 30
 
 
 def test_a_slot_too_far_away_is_not_reserved_but_deferred(redis_url: str) -> None:

@@ -92,7 +92,9 @@ def test_serve_then_burst_worker_and_status(redis_url: str, simulator: Simulator
         assert server.stop() in (0, -signal.SIGTERM)
     assert "service.stopped" in server.output
     assert orjson.loads(cli("status", "--json", env=env).stdout)["pending"] == 5
-    assert "pending notifications : 5" in cli("status", env=env).stdout
+    shown = cli("status", env=env).stdout
+    assert "pending notifications : 5" in shown
+    assert "sessions (RQ jobs)    : 0 queued, 0 running, 0 failed" in shown  # no worker yet
     worker = cli("worker", "--burst", env=env)
     assert worker.returncode == 0, worker.stdout + worker.stderr
     assert worker.stdout.count('"notification.delivered"') == 5

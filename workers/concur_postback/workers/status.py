@@ -48,14 +48,15 @@ def render(status: dict[str, Any]) -> str:
         f"pending notifications : {status['pending']}"
         + (f" (oldest {oldest:.1f}s)" if oldest is not None else ""),
         f"  waiting for a worker: {status['inbox']}",
-        f"  in a job            : {status['in_progress']}",
+        f"  being worked on     : {status['in_progress']}",
         f"  waiting for a retry : {status['fetch_retries']}",
         f"failed notifications  : {status['failed_notifications']}"
         + ("  (concur-postback failed list)" if status["failed_notifications"] else ""),
         f"companies to re-auth. : {status['companies_to_reauthorize']}"
         + ("  (concur-postback company list)" if status["companies_to_reauthorize"] else ""),
-        f"jobs queued / running : {jobs['queued']} / {jobs['started']}",
-        f"jobs failed           : {jobs['failed']}",
+        # Each RQ job is a worker's session, taking notifications as they come for a while.
+        f"sessions (RQ jobs)    : {jobs['queued']} queued, {jobs['started']} running,"
+        f" {jobs['failed']} failed",
         f"workers               : {status['workers']}",
     ]
     unowned = set(status["sinks_without_a_live_worker"])
