@@ -196,7 +196,10 @@ class Deliveries:
         retry time: should this worker die in between, it comes due for another worker then.
         """
         idents = list(self._sinks)
-        failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
+        if len(idents) == 1:  # most deployments: no task to gather
+            failures = [await self._try(idents[0], event, payload)]
+        else:
+            failures = await asyncio.gather(*(self._try(ident, event, payload) for ident in idents))
         failed = {ident: failure for ident, failure in zip(idents, failures, strict=True) if failure}
         now = time.time()
         args: list[EncodableT] = [
@@ -217,7 +220,8 @@ class Deliveries:
     async def _try(self, ident: str, event: Event, payload: bytes) -> Failure | None:
         sink = self._sinks[ident]
         try:
-            await asyncio.wait_for(sink.deliver(event, payload), self._settings.sink_timeout_seconds)
+            async with asyncio.timeout(self._settings.sink_timeout_seconds):  # unlike wait_for, no task
+                await sink.deliver(event, payload)
         except Exception as exc:
             return _classify(exc)
         self._counters[ident][metrics.DELIVERED].inc()
