@@ -7,7 +7,7 @@ One small Lua script, not a rate-limiting library: the libraries at hand (limits
 answer "allowed or not" and leave the caller to poll until a slot frees up, which costs a round trip
 per poll and lets many waiting callers race for the same slot. Here each request *reserves* the next
 free slot (GCRA: a "theoretical arrival time" that advances by 1/rate per request, on Redis's own
-clock so that hosts' clocks do not matter) and sleeps until it: one round trip per request,
+clock so that hosts' clocks do not matter) and sleeps until it: at most one round trip per request,
 requests evenly spaced across all workers, no polling, no thundering herd. A 429 sets a pause on the
 same key that every later reservation respects. A slot (or the pause's end) further away than
 MAX_WAIT_SECONDS is not reserved: the caller gets FetchDeferred and puts the notification back in the
