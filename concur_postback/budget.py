@@ -20,12 +20,15 @@ process sent in the last STOCK_SECONDS. The spare slots stay in the process as i
 later request and used no more than STOCK_SECONDS after its time, so the requests across all workers
 stay within the budget over any span, plus at most STOCK_SECONDS' worth: far less than the burst that
 Concur's per-minute limit (or the simulator's tenth of a second) allows. A slot not used by then is
-left unused, and a 429 empties the stock, so a pause set here is kept at once.
+left unused. A 429 seen here empties this process's stock and voids a reservation whose reply is on
+its way, so the pause is kept here at once; other workers hold at most STOCK_SECONDS' worth of slots.
+Requests waiting on a reservation that fails (deferred, Redis failing) fail with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import time
 from collections import deque
@@ -43,9 +46,9 @@ MAX_STOCK = 32
 _STOCK_MS = int(STOCK_SECONDS * 1000)
 
 # KEYS[1]: the host's budget hash. ARGV: milliseconds per request, longest wait (ms), expiry (ms),
-# slots wanted, spare slots wanted if the first is no more than ARGV[6] ms away. Returns {1, wait ms,
-# slots} with that many consecutive slots reserved (the first `wait` ms away; as many as fit in the
-# longest wait), or {0, wait ms} without.
+# slots wanted, spare slots wanted if the first is no more than ARGV[6] ms away. Returns {1, wait µs,
+# slots} with that many consecutive slots reserved (the first `wait` away; as many as fit in the
+# longest wait), or {0, wait µs} without.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -54,7 +57,7 @@ local slot = math.max(tonumber(state[1]) or 0, tonumber(state[2]) or 0, now)
 local wait = slot - now
 local interval, longest = tonumber(ARGV[1]), tonumber(ARGV[2])
 if wait > longest then
-  return {0, math.ceil(wait)}
+  return {0, math.ceil(wait * 1000)}
 end
 local count = tonumber(ARGV[4])
 if wait <= tonumber(ARGV[6]) then
@@ -63,7 +66,7 @@ end
 count = math.max(1, math.min(count, math.floor((longest - wait) / interval) + 1))
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', slot + count * interval))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, math.floor(wait), count}
+return {1, math.floor(wait * 1000), count}
 """
 # KEYS[1]: the host's budget hash. ARGV: pause (ms), expiry (ms). The longer of two pauses wins.
 _PAUSE = """
@@ -105,52 +108,81 @@ class SharedBudget:
                 stock.popleft()  # too late: sent now, it could bunch with the slots after it
             if stock:
                 return max(0.0, stock.popleft() - now)
-            if state.refill is None:
+            refill = state.refill
+            if refill is None:
                 break
             state.waiting += 1
             try:
-                await state.refill.wait()
+                await refill.done.wait()
             finally:
                 state.waiting -= 1
+            if refill.error is not None:  # the same answer for every request that waited on it
+                raise copy.copy(refill.error)
             now = time.monotonic()
-        state.refill = refill = asyncio.Event()
+        state.refill = refill = _Refill()
         try:
             return await self._reserve_slots(host, state, 1 + state.waiting, spare)
+        except Exception as exc:
+            refill.error = exc
+            raise
         finally:
             state.refill = None
-            refill.set()
+            refill.done.set()
 
     async def _reserve_slots(self, host: str, state: _Host, wanted: int, spare: int) -> float:
         """One round trip for this request's slot and the stock: the slots after it go to `state`."""
         interval_ms = f"{self._interval * 1000:.3f}"
         args: list[EncodableT] = [interval_ms, self._max_wait_ms, IDLE_EXPIRY_MS, wanted, spare, _STOCK_MS]
+        pauses = state.pauses
         reply = await self._reserve(keys=[_key(host)], args=args)
-        wait = int(reply[1]) / 1000
+        wait = int(reply[1]) / 1_000_000
         if not int(reply[0]):
             raise FetchDeferred(
                 f"request budget for {host} taken for the next {wait:.1f} s", retry_after=wait
             )
-        first = time.monotonic() + wait
-        state.stock.extend(first + n * self._interval for n in range(1, int(reply[2])))
+        now = time.monotonic()
+        if state.pauses != pauses and now + wait < state.paused_until:
+            # Reserved before this worker's 429 reached Redis: keep to the pause instead.
+            retry_after = state.paused_until - now
+            raise FetchDeferred(f"{host} asked for a pause of {retry_after:.1f} s", retry_after=retry_after)
+        if state.pauses == pauses:
+            first = now + wait
+            state.stock.extend(first + n * self._interval for n in range(1, int(reply[2])))
         return wait
 
     async def pause(self, host: str, seconds: float) -> None:
         state = self._hosts.get(host)
         if state is not None:
-            state.stock.clear()  # reserved before the 429: every later request asks Redis, and waits
+            # Reserved before the 429, the stock and a reservation under way are not used: every later
+            # request asks Redis, and waits.
+            state.stock.clear()
+            state.pauses += 1
+            state.paused_until = max(state.paused_until, time.monotonic() + seconds)
         await self._pause(keys=[_key(host)], args=[int(seconds * 1000), IDLE_EXPIRY_MS])
+
+
+class _Refill:
+    """A reservation under way, which the requests that come meanwhile wait for."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: Exception | None = None  # what it raised (deferred, Redis failing), raised to all
 
 
 class _Host:
     """This process's side of one host's budget."""
 
-    __slots__ = ("refill", "sent", "stock", "waiting")
+    __slots__ = ("paused_until", "pauses", "refill", "sent", "stock", "waiting")
 
     def __init__(self) -> None:
         self.stock: deque[float] = deque()  # spare slots, as time.monotonic() values, in order
         self.sent: deque[float] = deque()  # when the requests of the last STOCK_SECONDS asked
-        self.refill: asyncio.Event | None = None  # set when the round trip under way has its reply
+        self.refill: _Refill | None = None  # the round trip under way
         self.waiting = 0  # requests waiting for that reply, each to get a slot from it
+        self.pauses = 0  # 429s this process has seen for the host
+        self.paused_until = 0.0  # time.monotonic() at the end of the latest of them
 
 
 def _key(host: str) -> str:
