@@ -85,6 +85,7 @@ class SharedBudget:
 
     def __init__(self, redis: Redis, requests_per_second: float, max_wait: float = MAX_WAIT_SECONDS) -> None:
         self._interval = 1 / requests_per_second
+        self._interval_ms = f"{self._interval * 1000:.3f}"
         self._max_wait_ms = int(max_wait * 1000)
         self._most_spare = min(MAX_STOCK, int(STOCK_SECONDS / self._interval))
         self._reserve = redis.register_script(_RESERVE)
@@ -95,19 +96,16 @@ class SharedBudget:
         """Seconds until this request's slot; FetchDeferred if that is further than the longest wait."""
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host()
+            state = self._hosts[host] = _Host(_key(host))
         now = time.monotonic()
-        sent = state.sent
-        while sent and sent[0] < now - STOCK_SECONDS:
-            sent.popleft()
-        spare = min(len(sent), self._most_spare)
-        sent.append(now)
+        _drop_before(state.sent, now - STOCK_SECONDS)
+        spare = min(len(state.sent), self._most_spare)
+        state.sent.append(now)
         while True:
-            stock = state.stock
-            while stock and stock[0] < now - STOCK_SECONDS:
-                stock.popleft()  # too late: sent now, it could bunch with the slots after it
-            if stock:
-                return max(0.0, stock.popleft() - now)
+            # a spare slot more than STOCK_SECONDS past, sent now, could bunch with the ones after it
+            _drop_before(state.stock, now - STOCK_SECONDS)
+            if state.stock:
+                return max(0.0, state.stock.popleft() - now)
             refill = state.refill
             if refill is None:
                 break
@@ -131,23 +129,31 @@ class SharedBudget:
 
     async def _reserve_slots(self, host: str, state: _Host, wanted: int, spare: int) -> float:
         """One round trip for this request's slot and the stock: the slots after it go to `state`."""
-        interval_ms = f"{self._interval * 1000:.3f}"
-        args: list[EncodableT] = [interval_ms, self._max_wait_ms, IDLE_EXPIRY_MS, wanted, spare, _STOCK_MS]
-        pauses = state.pauses
-        reply = await self._reserve(keys=[_key(host)], args=args)
+        args: list[EncodableT] = [
+            self._interval_ms,
+            self._max_wait_ms,
+            IDLE_EXPIRY_MS,
+            wanted,
+            spare,
+            _STOCK_MS,
+        ]
+        paused_until = state.paused_until
+        reply = await self._reserve(keys=[state.key], args=args)
         wait = int(reply[1]) / 1_000_000
         if not int(reply[0]):
             raise FetchDeferred(
                 f"request budget for {host} taken for the next {wait:.1f} s", retry_after=wait
             )
         now = time.monotonic()
-        if state.pauses != pauses and now + wait < state.paused_until:
-            # Reserved before this worker's 429 reached Redis: keep to the pause instead.
-            retry_after = state.paused_until - now
-            raise FetchDeferred(f"{host} asked for a pause of {retry_after:.1f} s", retry_after=retry_after)
-        if state.pauses == pauses:
-            first = now + wait
-            state.stock.extend(first + n * self._interval for n in range(1, int(reply[2])))
+        if state.paused_until != paused_until:  # this worker's 429 came while the reply was on its way
+            if now + wait < state.paused_until:  # reserved before the pause reached Redis: keep to it
+                retry_after = state.paused_until - now
+                raise FetchDeferred(
+                    f"{host} asked for a pause of {retry_after:.1f} s", retry_after=retry_after
+                )
+            return wait  # without spare slots: they may be from before the pause too
+        first = now + wait
+        state.stock.extend(first + n * self._interval for n in range(1, int(reply[2])))
         return wait
 
     async def pause(self, host: str, seconds: float) -> None:
@@ -156,7 +162,6 @@ class SharedBudget:
             # Reserved before the 429, the stock and a reservation under way are not used: every later
             # request asks Redis, and waits.
             state.stock.clear()
-            state.pauses += 1
             state.paused_until = max(state.paused_until, time.monotonic() + seconds)
         await self._pause(keys=[_key(host)], args=[int(seconds * 1000), IDLE_EXPIRY_MS])
 
@@ -174,15 +179,22 @@ class _Refill:
 class _Host:
     """This process's side of one host's budget."""
 
-    __slots__ = ("paused_until", "pauses", "refill", "sent", "stock", "waiting")
+    __slots__ = ("key", "paused_until", "refill", "sent", "stock", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, key: str) -> None:
+        self.key = key  # its budget hash in Redis
         self.stock: deque[float] = deque()  # spare slots, as time.monotonic() values, in order
         self.sent: deque[float] = deque()  # when the requests of the last STOCK_SECONDS asked
         self.refill: _Refill | None = None  # the round trip under way
         self.waiting = 0  # requests waiting for that reply, each to get a slot from it
-        self.pauses = 0  # 429s this process has seen for the host
-        self.paused_until = 0.0  # time.monotonic() at the end of the latest of them
+        # time.monotonic() at the end of this process's latest 429 pause (a later end: a 429 since)
+        self.paused_until = 0.0
+
+
+def _drop_before(times: deque[float], cutoff: float) -> None:
+    """Drop from the head of an ordered deque the times before ``cutoff``."""
+    while times and times[0] < cutoff:
+        times.popleft()
 
 
 def _key(host: str) -> str:
