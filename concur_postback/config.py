@@ -174,6 +174,16 @@ class Settings(BaseSettings):
         description="Notifications a worker process works on at once (fetching or delivering); more wait "
         "in the inbox for the first free place, in any worker.",
     )
+    worker_take_interval_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="How long a busy worker lets arrivals gather between its takes from the inbox. After a "
+        "take that found something within this time of looking, the worker looks again only this much "
+        "later, taking what came meanwhile in one round trip instead of each alone (another worker that "
+        "is waiting takes them at once). After a longer wait it looks again at once: an arrival in a "
+        "quiet spell is taken the moment it lands. 0: each the moment it arrives.",
+    )
     job_timeout_seconds: int = Field(
         default=60,
         ge=5,

@@ -18,6 +18,13 @@ def lease(redis: Redis, *ids: str) -> None:
     redis.zadd(LEASED_KEY, dict.fromkeys(ids, time.time() + 300))
 
 
+async def blocked_takes(client: AsyncRedis, count: int) -> None:
+    """Until ``count`` takes block on the inbox (BLMOVE) in this client's database: no event says so."""
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
+    while sum(c["cmd"] == "blmove" and c["db"] == db for c in await client.client_list()) < count:
+        await asyncio.sleep(0.01)
+
+
 def run(redis_url: str, step: Callable[[AsyncRedis], Coroutine[Any, Any, Any]]) -> Any:
     """Run ``step`` with an asyncio client of ``redis_url`` in a loop of its own."""
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -16,11 +18,11 @@ from concur_postback.events import Event
 from concur_postback.keys import CLAIM_PREFIX, INBOX_KEY, LEASED_KEY, RECORD_PREFIX, RETRY_KEY, TAKING_KEY
 from concur_postback.sinks.file import FileSink
 from concur_postback.tokens import vault_from_settings
-from concur_postback.workers.ledger import Ledger
+from concur_postback.workers.ledger import Claimed, Claims, Ledger
 from concur_postback.workers.pipeline import NotificationProcessor
 from concur_postback.workers.session import Session
 from tests.conftest import Pipeline, profiles, store
-from tests.workers.conftest import run
+from tests.workers.conftest import blocked_takes, run
 
 FAR = 4102444800  # 2100
 
@@ -81,9 +83,7 @@ def test_a_waiting_take_wakes_for_one_arrival_only_and_survives_a_flushed_script
             return [claimed.record.id for claimed in claims.held]
 
         async def arrive() -> None:
-            db = str(client.connection_pool.connection_kwargs.get("db", 0))
-            while sum(c["cmd"] == "blmove" and c["db"] == db for c in await client.client_list()) < 2:
-                await asyncio.sleep(0.01)  # no event says so: until both takes are blocked
+            await blocked_takes(client, 2)
             await client.rpush(INBOX_KEY, first.id)
 
         began = time.monotonic()
@@ -117,6 +117,72 @@ def test_sessions_taking_at_once_never_take_one_notification_twice(
     taken = run(redis_url, race)
     assert sorted(i for got in taken for i in got) == sorted(ids)
     assert all(got for got in taken)  # all four took some: they really ran side by side
+
+
+class TakingLedger(Ledger):
+    """The real ledger, telling each take that brought notifications: when, and which."""
+
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
+        super().__init__(redis, settings)
+        self.takes: list[tuple[float, list[str]]] = []
+        self.took = asyncio.Event()
+
+    async def take(self, owner: str, room: int, now: float, wait: float = 0.0) -> tuple[Claims, float]:
+        claims, next_due = await super().take(owner, room, now, wait)
+        if claims.held:
+            self.takes.append((time.monotonic(), [claimed.record.id for claimed in claims.held]))
+            self.took.set()
+        return claims, next_due
+
+
+@dataclass
+class Takes:
+    """In place of the processor, whose fetches are not under test here: each taken one is done."""
+
+    ledger: Ledger
+    delivering: dict[str, str] = field(default_factory=dict)
+
+    async def process(self, owner: str, claimed: Claimed) -> str:
+        return "delivered"
+
+
+def test_a_busy_session_lets_arrivals_gather_for_one_take_and_a_quiet_one_takes_each_at_once(
+    redis: Redis, redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A session that waited longer than its take interval for an arrival is not busy: it looks again
+    at once, so the next arrival, though within the interval, is taken the moment it lands. One whose
+    take found something sooner than that looks again only an interval later, so the two that arrive
+    meanwhile (apart, as two wake-ups would take them) come in one take."""
+    settings = make_settings(worker_take_interval_seconds=1.0)
+    quiet, next_one, gathered, with_it = (record.id for record in store(redis, settings, profiles(4)))
+    redis.delete(INBOX_KEY)  # stored, not yet arrived
+
+    async def scenario(client: AsyncRedis) -> tuple[list[list[str]], list[float]]:
+        ledger = TakingLedger(client, settings)
+        stopping = asyncio.Event()
+        processor = cast(NotificationProcessor, Takes(ledger))
+        session = asyncio.create_task(Session(settings, client, processor, stopping.is_set).run([], 60, 30))
+        waits: list[float] = []  # from arrival to take
+        await blocked_takes(client, 1)
+        await asyncio.sleep(1.5)  # the scenario's quiet spell, longer than the interval
+        for ident in (quiet, next_one):  # the next one right after the first one's take
+            ledger.took.clear()
+            await client.rpush(INBOX_KEY, ident)
+            arrived = time.monotonic()
+            await ledger.took.wait()
+            waits.append(ledger.takes[-1][0] - arrived)
+        # `next_one` was taken soon after the session looked: busy now, it lets these two gather
+        await client.rpush(INBOX_KEY, gathered)
+        await asyncio.sleep(0.2)  # the scenario's spacing, not a wait for anything
+        await client.rpush(INBOX_KEY, with_it)
+        await blocked_takes(client, 1)
+        stopping.set()
+        await session
+        return [ids for _, ids in ledger.takes], waits
+
+    takes, waits = run(redis_url, scenario)
+    assert takes == [[quiet], [next_one], [gathered, with_it]]
+    assert all(wait < 0.5 for wait in waits), waits  # taken at once, not held for the interval
 
 
 def test_a_running_session_takes_and_delivers_a_notification_that_arrives_after_it_started(

@@ -5,12 +5,18 @@ JOB_TIMEOUT_SECONDS it takes notifications into its in-flight set as soon as the
 retries, lapsed leases, then arrivals — up to WORKER_MAX_IN_FLIGHT, each leased and claimed in one
 script (ledger.py); then it takes no more, finishes what it holds within the job's time and ends, and
 the worker starts the next session (starter.py keeps one waiting in the queue). So a notification
-never waits for a batch to form or for other notifications to finish, and RQ's per-job cost is paid
-once a session, not once a notification. With room and nothing waiting, a session blocks on the inbox
-until something arrives, the next retry or lease comes due, or a second has passed (a stopping
-worker is noticed that soon). The arrival that wakes it is moved to `cp:taking`, which every take
-empties first: so one arrival wakes one session, not all of them, and an arrival whose session dies
-before its take is taken by the next session's.
+never waits for other notifications to finish, and RQ's per-job cost is paid once a session, not
+once a notification. With room and nothing waiting, a session blocks on the inbox until something
+arrives, the next retry or lease comes due, or a second has passed (a stopping worker is noticed that
+soon). The arrival that wakes it is moved to `cp:taking`, which every take empties first: so one
+arrival wakes one session, not all of them, and an arrival whose session dies before its take is
+taken by the next session's.
+
+Each take, and each burst of requests and replies that follows it, costs a wake-up whatever it
+carries. So a busy session, one that found something within WORKER_TAKE_INTERVAL_SECONDS of looking
+since its last find, looks again only that much later and takes what came meanwhile together (at once
+if its take was full: more is waiting). After a longer wait the session is not busy: it looks again at
+once, so an arrival in a quiet hour is taken the moment it lands, at no cost of a timer's wake-up.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class Session:
         self._ledger = processor.ledger
         self._stopping = stopping
         self._room = settings.worker_max_in_flight
+        self._take_interval = settings.worker_take_interval_seconds
+        self._looking_since = time.monotonic()  # since the last take that found something
         self._claim_seconds = settings.worker_heartbeat_ttl_seconds
         self._redis_timeout = settings.redis_timeout_seconds
         self._owner = secrets.token_hex(8)
@@ -108,12 +116,17 @@ class Session:
         taken = len(claims.held) + len(claims.ended)
         self._start(claims)
         if taken >= room or (taken and until_idle):
+            self._looking_since = time.monotonic()
             return 0.0  # more may be waiting
         if until_idle:
             if not self._tasks:
                 return None
             await self._until_one_ends(take_until - time.monotonic())  # it may schedule a retry
             return 0.0
+        if taken:
+            if time.monotonic() - self._looking_since < self._take_interval:  # busy: the next ones gather
+                await asyncio.sleep(min(self._take_interval, max(0.0, take_until - time.monotonic())))
+            self._looking_since = time.monotonic()
         # What was waiting is taken: the next take waits for an arrival (at once if one came meanwhile).
         return max(0.0, min(take_until - time.monotonic(), next_due - time.time(), ARRIVAL_WAIT_SECONDS))
 
