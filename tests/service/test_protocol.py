@@ -1,8 +1,10 @@
-"""`serve` with mutual TLS: a CA, a server certificate and client certificates this test makes, over
-real sockets. Concur's ESS client certificate's CN is required on the public listener only."""
+"""`serve`'s connection protocol. With mutual TLS: a CA, a server certificate and client certificates
+this test makes, over real sockets; Concur's ESS client certificate's CN is required on the public
+listener only. And what one turn of the event loop writes to a connection is sent in one write."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from concur_postback.embedded import free_port
-from concur_postback.service.protocol import subject_common_names
+from concur_postback.service.protocol import CoalescingTransport, subject_common_names
 from concur_postback.tokens import generate_key
 from tests.processes import Process, clean_env
 from tests.service.test_ess import EVENT
@@ -139,3 +141,48 @@ def test_common_names_are_read_from_a_peer_certificate() -> None:
     peer = {"subject": ((("countryName", "DE"),), (("commonName", CONCUR_CN),))}
     assert subject_common_names(peer) == [CONCUR_CN]
     assert subject_common_names(None) == [] and subject_common_names({}) == []
+
+
+@dataclass
+class Wire:
+    """Stands for the socket's transport: what was sent, in order, and when it closed."""
+
+    sent: list[bytes]
+    closed: bool = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_what_one_turn_of_the_loop_writes_goes_out_in_one_write_and_a_close_sends_it_first() -> None:
+    async def scenario() -> list[list[bytes]]:
+        wire = Wire([])
+        transport = CoalescingTransport(wire, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")  # uvicorn: the head...
+        transport.write(b"{}")  # ... then the body
+        seen = [list(wire.sent)]  # nothing yet: the turn is not over
+        await asyncio.sleep(0)
+        seen.append(list(wire.sent))
+        transport.writelines([b"HTTP/1.1 408 ", b"Request Timeout\r\n\r\n"])
+        transport.close()  # at once, within the turn: what is pending goes first
+        seen.append(wire.sent[1:] + [b"closed"] * wire.closed)
+        transport.write(b"late")  # after the close: dropped, as a closed transport would
+        await asyncio.sleep(0)
+        seen.append([*wire.sent[2:], transport.get_extra_info("peername").encode()])
+        return seen
+
+    before, first, on_close, after = asyncio.run(scenario())
+    assert before == []
+    assert first == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    assert on_close == [b"HTTP/1.1 408 Request Timeout\r\n\r\n", b"closed"]
+    assert after == [b"info:peername"]  # the rest is the socket's own

@@ -134,11 +134,45 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
     _sweeping[:] = [loop.call_later(SWEEP_SECONDS, _sweep, loop)] if _waiting else []
 
 
+class CoalescingTransport:
+    """A connection's transport that sends what one turn of the event loop wrote in one system call:
+    uvicorn writes a response's head and its body apart, which costs two sends, two packets and two
+    wake-ups of the client. Closing sends what is pending first; aborting drops it, as it would."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        for chunk in data:
+            self.write(chunk)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HttpProtocol(HttpToolsProtocol):
     _phase = "head"  # what the connection waits for: head, body, idle (between requests), answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         rules = connection_rules()
         if not self._certificate_accepted(transport, rules) or not self._room(rules):
             return
