@@ -178,11 +178,11 @@ class Settings(BaseSettings):
         default=0.02,
         ge=0,
         le=1,
-        description="How long a busy worker lets arrivals gather between its takes from the inbox. After a "
-        "take that found something within this time of looking, the worker looks again only this much "
-        "later, taking what came meanwhile in one round trip instead of each alone (another worker that "
-        "is waiting takes them at once). After a longer wait it looks again at once: an arrival in a "
-        "quiet spell is taken the moment it lands. 0: each the moment it arrives.",
+        description="How long a busy worker lets arrivals gather between its takes from the inbox. A worker "
+        "that found two notifications or more per this much time, over the last five such spans, looks "
+        "again only this much after each take, taking what came meanwhile in one round trip instead of "
+        "each alone (another worker that is waiting takes them at once). A worker less busy looks again "
+        "at once: in a quieter hour an arrival is taken the moment it lands. 0: always at once.",
     )
     job_timeout_seconds: int = Field(
         default=60,

@@ -186,3 +186,16 @@ def test_what_one_turn_of_the_loop_writes_goes_out_in_one_write_and_a_close_send
     assert first == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     assert on_close == [b"HTTP/1.1 408 Request Timeout\r\n\r\n", b"closed"]
     assert after == [b"info:peername"]  # the rest is the socket's own
+
+
+def test_a_large_write_goes_out_at_once_so_that_flow_control_sees_it() -> None:
+    async def scenario() -> list[int]:
+        wire = Wire([])
+        transport = CoalescingTransport(wire, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"head")
+        transport.write(b"x" * (CoalescingTransport.FLUSH_BYTES - 5))
+        sizes = [len(data) for data in wire.sent]  # still below: held
+        transport.write(b"x")
+        return [*sizes, *(len(data) for data in wire.sent)]
+
+    assert asyncio.run(scenario()) == [CoalescingTransport.FLUSH_BYTES]

@@ -146,15 +146,16 @@ class Takes:
         return "delivered"
 
 
-def test_a_busy_session_lets_arrivals_gather_for_one_take_and_a_quiet_one_takes_each_at_once(
+def test_a_busy_session_lets_arrivals_gather_for_one_take_and_a_quieter_one_takes_each_at_once(
     redis: Redis, redis_url: str, make_settings: Callable[..., Settings]
 ) -> None:
-    """A session that waited longer than its take interval for an arrival is not busy: it looks again
-    at once, so the next arrival, though within the interval, is taken the moment it lands. One whose
-    take found something sooner than that looks again only an interval later, so the two that arrive
-    meanwhile (apart, as two wake-ups would take them) come in one take."""
-    settings = make_settings(worker_take_interval_seconds=1.0)
-    quiet, next_one, gathered, with_it = (record.id for record in store(redis, settings, profiles(4)))
+    """Two arrivals, one right after the other's take, are not enough to make a session busy: each is
+    taken the moment it lands. Once it has found ten (two a take interval over five of them) it is
+    busy: it looks again only an interval after each take, so the two that arrive meanwhile (apart,
+    as two wake-ups would take them) come in one take."""
+    interval = 0.4
+    settings = make_settings(worker_take_interval_seconds=interval)
+    first, second, *burst, gathered, with_it = (record.id for record in store(redis, settings, profiles(14)))
     redis.delete(INBOX_KEY)  # stored, not yet arrived
 
     async def scenario(client: AsyncRedis) -> tuple[list[list[str]], list[float]]:
@@ -164,16 +165,14 @@ def test_a_busy_session_lets_arrivals_gather_for_one_take_and_a_quiet_one_takes_
         session = asyncio.create_task(Session(settings, client, processor, stopping.is_set).run([], 60, 30))
         waits: list[float] = []  # from arrival to take
         await blocked_takes(client, 1)
-        await asyncio.sleep(1.5)  # the scenario's quiet spell, longer than the interval
-        for ident in (quiet, next_one):  # the next one right after the first one's take
+        for ids in ([first], [second], burst):  # each right after the take before it
             ledger.took.clear()
-            await client.rpush(INBOX_KEY, ident)
+            await client.rpush(INBOX_KEY, *ids)
             arrived = time.monotonic()
             await ledger.took.wait()
             waits.append(ledger.takes[-1][0] - arrived)
-        # `next_one` was taken soon after the session looked: busy now, it lets these two gather
-        await client.rpush(INBOX_KEY, gathered)
-        await asyncio.sleep(0.2)  # the scenario's spacing, not a wait for anything
+        await client.rpush(INBOX_KEY, gathered)  # while the session, busy now, lets them gather
+        await asyncio.sleep(interval / 4)  # the scenario's spacing, not a wait for anything
         await client.rpush(INBOX_KEY, with_it)
         await blocked_takes(client, 1)
         stopping.set()
@@ -181,8 +180,8 @@ def test_a_busy_session_lets_arrivals_gather_for_one_take_and_a_quiet_one_takes_
         return [ids for _, ids in ledger.takes], waits
 
     takes, waits = run(redis_url, scenario)
-    assert takes == [[quiet], [next_one], [gathered, with_it]]
-    assert all(wait < 0.5 for wait in waits), waits  # taken at once, not held for the interval
+    assert takes == [[first], [second], burst, [gathered, with_it]]
+    assert all(wait < interval / 2 for wait in waits), waits  # taken at once, not held for the interval
 
 
 def test_a_running_session_takes_and_delivers_a_notification_that_arrives_after_it_started(

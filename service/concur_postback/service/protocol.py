@@ -135,32 +135,41 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class CoalescingTransport:
-    """A connection's transport that sends what one turn of the event loop wrote in one system call:
-    uvicorn writes a response's head and its body apart, which costs two sends, two packets and two
-    wake-ups of the client. Closing sends what is pending first; aborting drops it, as it would."""
+    """A connection's transport that sends a response in one system call: uvicorn writes its head and
+    its body apart, which costs two sends, two packets and two wake-ups of the client. The protocol
+    sends a response the moment it is complete (`flush`); any other write (a 100 Continue) goes at
+    the end of the loop's turn, or at once past FLUSH_BYTES, so that flow control sees it. Closing
+    sends what is pending first; aborting drops it, as it would."""
+
+    FLUSH_BYTES = 65536  # uvicorn's high-water mark: beyond it the transport pauses the writer
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
 
     def writelines(self, data: list[bytes]) -> None:
         for chunk in data:
             self.write(chunk)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
+            self._size = 0
             if not self._transport.is_closing():
                 self._transport.write(data)
 
@@ -172,7 +181,8 @@ class HttpProtocol(HttpToolsProtocol):
     _phase = "head"  # what the connection waits for: head, body, idle (between requests), answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._out = CoalescingTransport(transport, self.loop)
+        super().connection_made(self._out)  # type: ignore[arg-type]
         rules = connection_rules()
         if not self._certificate_accepted(transport, rules) or not self._room(rules):
             return
@@ -197,6 +207,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._out.flush()  # now, not at the end of the turn: other replies may be built in it
         super().on_response_complete()
         if not self.transport.is_closing():  # idle until the next request: uvicorn's keep-alive timeout
             self._wait("idle", math.inf)

@@ -77,6 +77,7 @@ def serve(
         # Transfer-Encoding and keeps the connection open, reading what follows the chunked body as the
         # next request (RFC 9112 6.1: close it). httptools refuses such requests with 400.
         http=HttpProtocol,  # httptools, with the client certificate check
+        ws="none",  # no WebSocket routes: an upgrade request is an ordinary one
         **(tls.options() if tls else {}),
         log_config=None,
         server_header=False,

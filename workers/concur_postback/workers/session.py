@@ -1,7 +1,7 @@
-"""A worker's job: notifications taken the moment they are waiting, processed concurrently.
+"""A worker's job: notifications taken as soon as they are waiting, processed concurrently.
 
 A worker runs one RQ job at a time, and each job is a *session*. For the first half of
-JOB_TIMEOUT_SECONDS it takes notifications into its in-flight set as soon as they are waiting — due
+JOB_TIMEOUT_SECONDS it takes notifications into its in-flight set as they come — due
 retries, lapsed leases, then arrivals — up to WORKER_MAX_IN_FLIGHT, each leased and claimed in one
 script (ledger.py); then it takes no more, finishes what it holds within the job's time and ends, and
 the worker starts the next session (starter.py keeps one waiting in the queue). So a notification
@@ -13,10 +13,10 @@ arrival wakes one session, not all of them, and an arrival whose session dies be
 taken by the next session's.
 
 Each take, and each burst of requests and replies that follows it, costs a wake-up whatever it
-carries. So a busy session, one that found something within WORKER_TAKE_INTERVAL_SECONDS of looking
-since its last find, looks again only that much later and takes what came meanwhile together (at once
-if its take was full: more is waiting). After a longer wait the session is not busy: it looks again at
-once, so an arrival in a quiet hour is taken the moment it lands, at no cost of a timer's wake-up.
+carries. So a busy session, one that found two notifications or more per WORKER_TAKE_INTERVAL_SECONDS
+over the last five of them, looks again only an interval after each take and takes what came
+meanwhile together (at once if its take was full: more is waiting). A session that is not busy looks
+again at once: in a quieter hour an arrival is taken the moment it lands, at no cost of a timer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 import structlog
@@ -40,6 +40,8 @@ log = structlog.get_logger("concur_postback.session")
 
 ARRIVAL_WAIT_SECONDS = 1.0  # the longest block on the inbox: how soon a stopping worker stops taking
 REDIS_PAUSE_SECONDS = 1.0  # after Redis failed under a take: it is restarting or failing over
+BUSY_INTERVALS = 5  # a session counts what it found over this many take intervals ...
+BUSY_PER_INTERVAL = 2  # ... and is busy at this many an interval: enough to be worth gathering
 
 
 class Session:
@@ -58,7 +60,8 @@ class Session:
         self._stopping = stopping
         self._room = settings.worker_max_in_flight
         self._take_interval = settings.worker_take_interval_seconds
-        self._looking_since = time.monotonic()  # since the last take that found something
+        self._finds: deque[tuple[float, int]] = deque()  # (when, how many): recent takes that found some
+        self._found = 0  # ... in all
         self._claim_seconds = settings.worker_heartbeat_ttl_seconds
         self._redis_timeout = settings.redis_timeout_seconds
         self._owner = secrets.token_hex(8)
@@ -115,20 +118,30 @@ class Session:
             return 0.0
         taken = len(claims.held) + len(claims.ended)
         self._start(claims)
+        busy = self._busy(taken)
         if taken >= room or (taken and until_idle):
-            self._looking_since = time.monotonic()
             return 0.0  # more may be waiting
         if until_idle:
             if not self._tasks:
                 return None
             await self._until_one_ends(take_until - time.monotonic())  # it may schedule a retry
             return 0.0
-        if taken:
-            if time.monotonic() - self._looking_since < self._take_interval:  # busy: the next ones gather
-                await asyncio.sleep(min(self._take_interval, max(0.0, take_until - time.monotonic())))
-            self._looking_since = time.monotonic()
+        if busy:  # the next ones gather
+            await asyncio.sleep(min(self._take_interval, max(0.0, take_until - time.monotonic())))
         # What was waiting is taken: the next take waits for an arrival (at once if one came meanwhile).
         return max(0.0, min(take_until - time.monotonic(), next_due - time.time(), ARRIVAL_WAIT_SECONDS))
+
+    def _busy(self, taken: int) -> bool:
+        """Whether this session found BUSY_PER_INTERVAL notifications a take interval or more, over the
+        last BUSY_INTERVALS of them (counting the ``taken`` just now)."""
+        if not taken or not self._take_interval:
+            return False
+        now = time.monotonic()
+        self._finds.append((now, taken))
+        self._found += taken
+        while self._finds[0][0] < now - BUSY_INTERVALS * self._take_interval:
+            self._found -= self._finds.popleft()[1]
+        return self._found >= BUSY_INTERVALS * BUSY_PER_INTERVAL
 
     def _start(self, claims: Claims) -> None:
         self._outcomes["failed"] += len(claims.ended)
