@@ -39,8 +39,8 @@ _NONCE_BYTES = 12
 class _Nonces:
     """96-bit GCM nonces built the deterministic way (NIST SP 800-38D, 8.2.1): a random 64-bit field
     per process and a 32-bit counter. Unique within a process by construction and across processes
-    with overwhelming probability, without a system call or a lock per token. A forked child, or a
-    counter that runs out, draws a new random field."""
+    with overwhelming probability, without a random draw or a lock per token (the fork check costs
+    one getpid). A forked child, or a counter that runs out, draws a new random field."""
 
     def __init__(self) -> None:
         self._renew()
