@@ -147,14 +147,12 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
-        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
-        self._size += len(data)
-        if self._size >= self.FLUSH_BYTES:
+        if sum(map(len, self._pending)) >= self.FLUSH_BYTES:  # a head and a body, mostly
             self.flush()
 
     def writelines(self, data: list[bytes]) -> None:
@@ -169,7 +167,6 @@ class CoalescingTransport:
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
-            self._size = 0
             if not self._transport.is_closing():
                 self._transport.write(data)
 

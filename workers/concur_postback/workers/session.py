@@ -61,7 +61,6 @@ class Session:
         self._room = settings.worker_max_in_flight
         self._take_interval = settings.worker_take_interval_seconds
         self._finds: deque[tuple[float, int]] = deque()  # (when, how many): recent takes that found some
-        self._found = 0  # ... in all
         self._claim_seconds = settings.worker_heartbeat_ttl_seconds
         self._redis_timeout = settings.redis_timeout_seconds
         self._owner = secrets.token_hex(8)
@@ -138,10 +137,9 @@ class Session:
             return False
         now = time.monotonic()
         self._finds.append((now, taken))
-        self._found += taken
         while self._finds[0][0] < now - BUSY_INTERVALS * self._take_interval:
-            self._found -= self._finds.popleft()[1]
-        return self._found >= BUSY_INTERVALS * BUSY_PER_INTERVAL
+            self._finds.popleft()
+        return sum(found for _, found in self._finds) >= BUSY_INTERVALS * BUSY_PER_INTERVAL
 
     def _start(self, claims: Claims) -> None:
         self._outcomes["failed"] += len(claims.ended)
